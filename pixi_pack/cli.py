@@ -1,0 +1,228 @@
+"""Command lines of ``pixi-pack`` and ``pixi-unpack``: argument parsing only, the work is in the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import PixiPackError
+from .models import DEFAULT_ENV_NAME, DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
+from .platforms import current_subdir, is_windows
+
+logger = logging.getLogger("pixi_pack")
+
+SHELLS = ("bash", "zsh", "sh", "cmd", "powershell")
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less output (repeatable)")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Pack a pixi environment from its lockfile into one archive."
+    )
+    parser.add_argument(
+        "manifest_path",
+        nargs="?",
+        type=Path,
+        default=Path.cwd(),
+        help="pixi.toml, pyproject.toml or the project folder; pixi.lock is read beside it (default: .)",
+    )
+    parser.add_argument("-e", "--environment", default="default", help="environment to pack")
+    parser.add_argument(
+        "-p",
+        "--platform",
+        default=None,
+        help=f"platform to pack: a conda subdir or a platform named in the lockfile (default: {current_subdir()})",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-file",
+        default=None,
+        help="where to write the pack, '-' for stdout (default: ./environment.tar, "
+        "./environment.sh|.ps1 with --create-executable, ./environment with --directory-only)",
+    )
+    parser.add_argument("--auth-file", type=Path, default=None, help="rattler authentication file (JSON)")
+    parser.add_argument("--use-cache", type=Path, default=None, help="cache downloaded packages in this folder")
+    parser.add_argument(
+        "-i",
+        "--inject",
+        type=Path,
+        nargs="*",
+        action="extend",
+        default=[],
+        help="add a conda package (.conda, .tar.bz2) or a wheel to the pack (repeatable)",
+    )
+    parser.add_argument(
+        "--ignore-pypi-non-wheel", action="store_true", help="skip PyPI source distributions instead of failing"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--create-executable", action="store_true", help="write a self-extracting environment.sh / .ps1"
+    )
+    mode.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
+    parser.add_argument(
+        "--pixi-unpack-source",
+        default=None,
+        help="path or URL of the pixi-pack .pyz to embed with --create-executable (URL may end in #sha256=<hex>)",
+    )
+    parser.add_argument("-c", "--config", type=Path, default=None, help="pixi config file (mirrors, s3, concurrency)")
+    _add_verbosity(parser)
+    return parser
+
+
+def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Unpack an environment created by pixi-pack.")
+    parser.add_argument(
+        "pack_file",
+        nargs="?",
+        default=DEFAULT_OUTPUT_FILE,
+        help="the pack: a tar, a folder, or '-' for stdin (default: ./environment.tar)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-directory",
+        type=Path,
+        default=Path.cwd(),
+        help="where to create the environment folder and the activation script (default: .)",
+    )
+    parser.add_argument("-e", "--env-name", default=DEFAULT_ENV_NAME, help="name of the environment folder")
+    parser.add_argument("-s", "--shell", choices=SHELLS, default=None, help="shell of the activation script")
+    # Used by the self-extracting stub, which passes its own file and where the tar sits in it.
+    parser.add_argument("--payload-offset", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--payload-length", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--payload-sha256", default=None, help=argparse.SUPPRESS)
+    _add_verbosity(parser)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: int) -> None:
+    level = logging.INFO + 10 * (quiet - verbose)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(max(logging.DEBUG, min(level, logging.CRITICAL)))
+    logger.propagate = False
+
+
+def _run(func: object, options: object) -> int:
+    try:
+        func(options)  # type: ignore[operator]
+    except PixiPackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
+    """Turn parsed ``pixi-pack`` arguments into :class:`PackOptions`."""
+    from .config import load_config
+    from .lockfile import resolve_platform
+
+    platform = args.platform or current_subdir()
+    subdir = resolve_platform(args.manifest_path, args.environment, platform)
+    if args.pixi_unpack_source and not args.create_executable:
+        msg = "--pixi-unpack-source requires --create-executable"
+        raise PixiPackError(msg)
+    output: Path | None
+    if args.output_file == "-":
+        if args.directory_only:
+            msg = "--directory-only cannot write to stdout"
+            raise PixiPackError(msg)
+        output = None
+    elif args.output_file is not None:
+        output = Path(args.output_file)
+        if args.create_executable:
+            output = output.with_suffix(".ps1" if is_windows(subdir) else ".sh")
+    elif args.create_executable:
+        output = Path.cwd() / ("environment.ps1" if is_windows(subdir) else "environment.sh")
+    elif args.directory_only:
+        output = Path.cwd() / "environment"
+    else:
+        output = Path.cwd() / DEFAULT_OUTPUT_FILE
+    return PackOptions(
+        manifest_path=args.manifest_path,
+        output=output,
+        platform=platform,
+        environment=args.environment,
+        directory_only=args.directory_only,
+        create_executable=args.create_executable,
+        pixi_unpack_source=args.pixi_unpack_source,
+        inject=tuple(args.inject),
+        ignore_pypi_non_wheel=args.ignore_pypi_non_wheel,
+        cache_dir=args.use_cache,
+        config=load_config(args.config, args.auth_file),
+    )
+
+
+def _pack(args: argparse.Namespace) -> None:
+    from .pack import pack
+
+    pack(pack_options_from_args(args))
+
+
+def _unpack(args: argparse.Namespace) -> None:
+    from .unpack import unpack
+
+    pack_file = None if args.pack_file == "-" else Path(args.pack_file)
+    unpack(
+        UnpackOptions(
+            pack=pack_file,
+            output_directory=args.output_directory,
+            env_name=args.env_name,
+            shell=args.shell,
+            payload_offset=args.payload_offset,
+            payload_length=args.payload_length,
+            payload_sha256=args.payload_sha256,
+        )
+    )
+
+
+def pack_main(argv: Sequence[str] | None = None, prog: str = "pixi-pack") -> int:
+    """Entry point of ``pixi-pack``."""
+    args = build_pack_parser(prog).parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    return _run(_pack, args)
+
+
+def unpack_main(argv: Sequence[str] | None = None, prog: str = "pixi-unpack") -> int:
+    """Entry point of ``pixi-unpack``."""
+    args = build_unpack_parser(prog).parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    return _run(_unpack, args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pixi_pack`` and the .pyz: ``pack ...`` or ``unpack ...``.
+
+    Started under a name containing ``unpack`` (a renamed or linked ``pixi-unpack.pyz``), it acts as
+    pixi-unpack without the sub-command.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    invoked_as = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if "unpack" in invoked_as and (not args or args[0] not in ("pack", "unpack")):
+        return unpack_main(args)
+    if args and args[0] == "pack":
+        return pack_main(args[1:], prog="pixi-pack pack")
+    if args and args[0] == "unpack":
+        return unpack_main(args[1:], prog="pixi-pack unpack")
+    if args and args[0] in ("-V", "--version"):
+        print(f"pixi-pack {__version__}")
+        return 0
+    print(
+        "usage: pixi-pack {pack,unpack} ...\n\n"
+        "  pack      pack a pixi environment into one archive (see 'pack --help')\n"
+        "  unpack    unpack an environment created by pixi-pack (see 'unpack --help')",
+        file=sys.stderr if args else sys.stdout,
+    )
+    return 2 if args else 0

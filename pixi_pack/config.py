@@ -1,0 +1,49 @@
+"""``--config``: the parts of a pixi config file that affect downloads."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import PixiPackError
+from .models import DEFAULT_CONCURRENCY, MirrorConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+
+def load_config(path: Path | None, auth_file: Path | None = None) -> MirrorConfig:
+    """Read mirrors, s3-options and concurrency from a pixi config file; defaults when ``path`` is None."""
+    if path is None:
+        return MirrorConfig(auth_file=auth_file)
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        msg = f"could not read config file {path}: {exc.strerror or exc}"
+        raise PixiPackError(msg) from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"failed to parse config file {path}: {exc}"
+        raise PixiPackError(msg) from exc
+    mirrors = data.get("mirrors", {})
+    if not isinstance(mirrors, dict) or not all(
+        isinstance(v, list) and all(isinstance(u, str) for u in v) for v in mirrors.values()
+    ):
+        msg = f"failed to parse config file {path}: [mirrors] must map URLs to lists of URLs"
+        raise PixiPackError(msg)
+    s3 = data.get("s3-options", {})
+    if not isinstance(s3, dict) or not all(isinstance(v, dict) for v in s3.values()):
+        msg = f"failed to parse config file {path}: [s3-options] must be a table of tables"
+        raise PixiPackError(msg)
+    concurrency = data.get("concurrency", {}).get("downloads", DEFAULT_CONCURRENCY)
+    if not isinstance(concurrency, int) or concurrency < 1:
+        msg = f"failed to parse config file {path}: concurrency.downloads must be a positive integer"
+        raise PixiPackError(msg)
+    return MirrorConfig(
+        mirrors={k.rstrip("/"): tuple(u.rstrip("/") for u in v) for k, v in mirrors.items()},
+        s3_options=s3,
+        concurrency=concurrency,
+        auth_file=auth_file,
+    )

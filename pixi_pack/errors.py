@@ -1,0 +1,31 @@
+"""The one exception family users can meet.
+
+Library code raises these with a message that says what went wrong and what to do; the CLI prints
+``error: <message>`` and exits 1. Anything else escaping to the CLI is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class PixiPackError(Exception):
+    """An error caused by the input, the network or the machine, not by a bug in pixi-pack."""
+
+
+class LockfileError(PixiPackError):
+    """The lockfile is missing, malformed, or does not have what was asked for."""
+
+
+class DownloadError(PixiPackError):
+    """A package could not be fetched."""
+
+
+class IntegrityError(PixiPackError):
+    """A file's hash or size is not what the lockfile or the pack says."""
+
+
+class ArchiveError(PixiPackError):
+    """A pack or a package archive is malformed, truncated or hostile."""
+
+
+class InstallError(PixiPackError):
+    """A package could not be installed into the environment."""

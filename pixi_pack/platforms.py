@@ -1,0 +1,101 @@
+"""Conda subdirs and everything that differs between them, in one place."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from .errors import PixiPackError
+
+KNOWN_SUBDIRS = (
+    "noarch",
+    "linux-32",
+    "linux-64",
+    "linux-aarch64",
+    "linux-armv6l",
+    "linux-armv7l",
+    "linux-ppc64le",
+    "linux-ppc64",
+    "linux-s390x",
+    "linux-riscv64",
+    "osx-64",
+    "osx-arm64",
+    "win-32",
+    "win-64",
+    "win-arm64",
+    "emscripten-wasm32",
+    "wasi-wasm32",
+    "zos-z",
+)
+
+_MACHINES = {
+    "x86_64": "64",
+    "amd64": "64",
+    "i386": "32",
+    "i686": "32",
+    "x86": "32",
+    "aarch64": "aarch64",
+    "arm64": "arm64",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+    "armv6l": "armv6l",
+    "armv7l": "armv7l",
+}
+
+
+def current_subdir() -> str:
+    """The conda subdir of the running interpreter, e.g. ``linux-64`` or ``osx-arm64``."""
+    machine = platform.machine().lower()
+    if sys.platform.startswith("linux"):
+        os_name = "linux"
+    elif sys.platform == "darwin":
+        os_name = "osx"
+        machine = "arm64" if machine in ("arm64", "aarch64") else machine
+    elif sys.platform in ("win32", "cygwin"):
+        os_name = "win"
+        machine = "arm64" if machine in ("arm64", "aarch64") else machine
+    else:
+        msg = f"unsupported operating system: {sys.platform}"
+        raise PixiPackError(msg)
+    arch = _MACHINES.get(machine)
+    if os_name == "linux" and arch == "arm64":
+        arch = "aarch64"
+    subdir = f"{os_name}-{arch}"
+    if arch is None or subdir not in KNOWN_SUBDIRS:
+        msg = f"unsupported machine: {sys.platform} on {platform.machine()}"
+        raise PixiPackError(msg)
+    return subdir
+
+
+def validate_subdir(subdir: str) -> str:
+    """Return ``subdir`` if conda knows it, else raise an error listing the known ones."""
+    if subdir not in KNOWN_SUBDIRS:
+        msg = f"unknown platform: {subdir} (known: {', '.join(KNOWN_SUBDIRS)})"
+        raise PixiPackError(msg)
+    return subdir
+
+
+def is_windows(subdir: str) -> bool:
+    """Whether packages for ``subdir`` use the Windows prefix layout."""
+    return subdir.startswith("win-")
+
+
+def bin_dir(subdir: str) -> str:
+    """Where executables go, relative to the prefix."""
+    return "Scripts" if is_windows(subdir) else "bin"
+
+
+def site_packages_dir(subdir: str, python_version: str) -> str:
+    """The default site-packages folder, relative to the prefix, for a ``X.Y`` python version."""
+    if is_windows(subdir):
+        return "Lib/site-packages"
+    return f"lib/python{python_version}/site-packages"
+
+
+def path_entries(subdir: str) -> tuple[str, ...]:
+    """Folders (relative to the prefix, "" for the prefix itself) that activation puts on PATH."""
+    if is_windows(subdir):
+        return ("", "Library/mingw-w64/bin", "Library/usr/bin", "Library/bin", "Scripts", "bin")
+    return ("bin",)
