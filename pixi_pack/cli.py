@@ -50,7 +50,9 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
         "./environment.sh|.ps1 with --create-executable, ./environment with --directory-only)",
     )
     parser.add_argument("--auth-file", type=Path, default=None, help="rattler authentication file (JSON)")
-    parser.add_argument("--use-cache", type=Path, default=None, help="cache downloaded packages in this folder")
+    parser.add_argument(
+        "--use-cache", type=Path, default=None, help="cache downloaded packages in this folder"
+    )
     parser.add_argument(
         "-i",
         "--inject",
@@ -61,7 +63,9 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
         help="add a conda package (.conda, .tar.bz2) or a wheel to the pack (repeatable)",
     )
     parser.add_argument(
-        "--ignore-pypi-non-wheel", action="store_true", help="skip PyPI source distributions instead of failing"
+        "--ignore-pypi-non-wheel",
+        action="store_true",
+        help="skip PyPI source distributions instead of failing",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
@@ -73,7 +77,9 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
         default=None,
         help="path or URL of the pixi-pack .pyz to embed with --create-executable (URL may end in #sha256=<hex>)",
     )
-    parser.add_argument("-c", "--config", type=Path, default=None, help="pixi config file (mirrors, s3, concurrency)")
+    parser.add_argument(
+        "-c", "--config", type=Path, default=None, help="pixi config file (mirrors, s3, concurrency)"
+    )
     _add_verbosity(parser)
     return parser
 

@@ -1,0 +1,206 @@
+"""The pack as a tar: a deterministic writer, and a reader that trusts no member.
+
+Member order is fixed so a reader streaming the tar meets what it needs first: ``pixi-pack.json``,
+``environment.yml``, then each ``channel/<subdir>/repodata.json`` before that subdir's packages, then
+``pypi/``. Owners, mtimes and modes are normalised, so the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from .errors import ArchiveError
+from .models import CHANNEL_DIR, ENVIRONMENT_FILE, METADATA_FILE, PYPI_DIR, REPODATA_FILE
+
+#: 1980-01-01, the earliest date zip can store too; a fixed mtime keeps archives reproducible.
+FIXED_MTIME = 315532800
+_BLOCK = 512
+
+
+def _sort_key(relative: PurePosixPath) -> tuple[int, tuple[tuple[int, str], ...]]:
+    top = {METADATA_FILE: 0, ENVIRONMENT_FILE: 1, CHANNEL_DIR: 2, PYPI_DIR: 3}.get(relative.parts[0], 4)
+    # Within a folder, repodata.json comes before the packages it describes.
+    return top, tuple((0 if part == REPODATA_FILE else 1, part) for part in relative.parts)
+
+
+def pack_members(root: Path) -> list[PurePosixPath]:
+    """Every file and folder below ``root``, relative, in archive order."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = PurePosixPath(Path(dirpath).relative_to(root).as_posix())
+        for name in dirnames + filenames:
+            found.append(base / name if str(base) != "." else PurePosixPath(name))
+    return sorted(found, key=_sort_key)
+
+
+def write_tar(root: Path, out: BinaryIO) -> None:
+    """Write the folder ``root`` as an uncompressed, deterministic tar to ``out``."""
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for relative in pack_members(root):
+            path = root / relative
+            info = tarfile.TarInfo(relative.as_posix())
+            info.mtime = FIXED_MTIME
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if path.is_dir():
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            else:
+                info.mode = 0o644
+                info.size = path.stat().st_size
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+
+
+class FileSlice(io.RawIOBase):
+    """A read-only, seekable view of ``length`` bytes of a file from ``offset``, with its own handle."""
+
+    def __init__(self, path: Path, offset: int, length: int) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._offset = offset
+        self._length = length
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        count = min(len(buffer), self._length - self._pos)
+        if count <= 0:
+            return 0
+        self._file.seek(self._offset + self._pos)
+        data = self._file.read(count)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+class PackReader:
+    """The members of a pack, from a tar (possibly inside a larger file) or from a folder."""
+
+    def __init__(self, path: Path, offset: int = 0, length: int | None = None) -> None:
+        self.path = path
+        self._dir = path if path.is_dir() else None
+        self._members: dict[str, tuple[int, int]] = {}
+        if self._dir is None:
+            total = path.stat().st_size
+            self._offset = offset
+            self._length = total - offset if length is None else length
+            if offset < 0 or self._length < 0 or offset + self._length > total:
+                msg = f"{path} is truncated: expected {self._length} bytes of pack from offset {offset}, file has {total}"
+                raise ArchiveError(msg)
+            self._index()
+
+    def open_tar_bytes(self) -> BinaryIO:
+        """The raw tar bytes (to hash the payload of a self-extracting file)."""
+        if self._dir is not None:
+            msg = "a folder pack has no tar bytes"
+            raise ArchiveError(msg)
+        return io.BufferedReader(FileSlice(self.path, self._offset, self._length), 1 << 20)
+
+    def _index(self) -> None:
+        with FileSlice(self.path, self._offset, self._length) as raw:
+            try:
+                with tarfile.open(fileobj=raw, mode="r:") as tar:
+                    for member in tar:
+                        self._add(member)
+            except tarfile.TarError as exc:
+                msg = f"{self.path} is not a valid pack: {exc} (is the file complete?)"
+                raise ArchiveError(msg) from exc
+
+    def _add(self, member: tarfile.TarInfo) -> None:
+        name = safe_member_name(member.name)
+        if member.isdir():
+            return
+        if not member.isfile():
+            msg = f"refusing pack member {member.name!r}: only regular files and folders may be in a pack"
+            raise ArchiveError(msg)
+        if member.offset_data + member.size > self._length:
+            msg = f"{self.path} is truncated: member {name} ends past the end of the pack"
+            raise ArchiveError(msg)
+        if name in self._members:
+            msg = f"refusing pack: member {name} appears twice"
+            raise ArchiveError(msg)
+        self._members[name] = (self._offset + member.offset_data, member.size)
+
+    def names(self) -> list[str]:
+        """All file members (no folders), as posix paths relative to the pack root."""
+        if self._dir is None:
+            return list(self._members)
+        root = self._dir
+        return sorted(
+            PurePosixPath(Path(d, f).relative_to(root).as_posix()).as_posix()
+            for d, _, files in os.walk(root)
+            for f in files
+        )
+
+    def exists(self, name: str) -> bool:
+        if self._dir is not None:
+            return (self._dir / name).is_file()
+        return name in self._members
+
+    def size(self, name: str) -> int:
+        if self._dir is not None:
+            return (self._dir / name).stat().st_size
+        return self._members[name][1]
+
+    def open(self, name: str) -> BinaryIO:
+        """A fresh seekable reader of one member."""
+        if self._dir is not None:
+            return open(self._dir / safe_member_name(name), "rb")
+        if name not in self._members:
+            msg = f"the pack has no {name}"
+            raise ArchiveError(msg)
+        offset, size = self._members[name]
+        return io.BufferedReader(FileSlice(self.path, offset, size), 1 << 16)
+
+    def read_text(self, name: str) -> str:
+        try:
+            with self.open(name) as f:
+                return f.read().decode("utf-8")
+        except FileNotFoundError as exc:
+            msg = f"the pack has no {name} (is this a pack made by pixi-pack?)"
+            raise ArchiveError(msg) from exc
+        except UnicodeDecodeError as exc:
+            msg = f"{name} in the pack is not UTF-8 text"
+            raise ArchiveError(msg) from exc
+
+    def iter_names(self, prefix: str) -> Iterator[str]:
+        return (n for n in self.names() if n.startswith(prefix))
+
+
+def safe_member_name(name: str) -> str:
+    """Normalise a member name and refuse any that could land outside the destination."""
+    posix = PurePosixPath(name.replace("\\", "/"))
+    drive = bool(posix.parts) and ":" in posix.parts[0]
+    if posix.is_absolute() or name.startswith(("/", "\\")) or drive:
+        msg = f"refusing pack member {name!r}: absolute path"
+        raise ArchiveError(msg)
+    parts = [p for p in posix.parts if p != "."]
+    if ".." in parts or not parts:
+        msg = f"refusing pack member {name!r}: path leaves the pack"
+        raise ArchiveError(msg)
+    return "/".join(parts)

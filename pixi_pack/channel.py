@@ -1,0 +1,94 @@
+"""Pure builders and readers for the small files of a pack: repodata.json, environment.yml, pixi-pack.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .errors import ArchiveError
+from .models import CHANNEL_DIR, PACK_FORMAT_VERSION, PYPI_DIR, CondaPackage, PackMetadata, PypiPackage
+
+#: conda reads repodata records of this version; the records we write are plain PackageRecords.
+REPODATA_VERSION = 1
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def repodata_files(packages: Iterable[CondaPackage], platform: str) -> dict[str, str]:
+    """``{subdir: repodata.json text}`` for every subdir used, plus ``noarch`` and ``platform`` always.
+
+    conda and micromamba want both the platform's subdir and noarch to exist in a channel.
+    """
+    by_subdir: dict[str, dict[str, dict[str, Any]]] = {"noarch": {}, platform: {}}
+    for package in packages:
+        by_subdir.setdefault(package.subdir, {})[package.file_name] = dict(package.record)
+    files = {}
+    for subdir, records in sorted(by_subdir.items()):
+        repodata = {
+            "info": {"subdir": subdir},
+            "packages": {fn: r for fn, r in sorted(records.items()) if fn.endswith(".tar.bz2")},
+            "packages.conda": {fn: r for fn, r in sorted(records.items()) if fn.endswith(".conda")},
+            "repodata_version": REPODATA_VERSION,
+        }
+        files[subdir] = _dumps(repodata)
+    return files
+
+
+def parse_repodata(text: str, source: str) -> dict[str, dict[str, Any]]:
+    """``{file name: record}`` from a repodata.json text."""
+    try:
+        data = json.loads(text)
+        records: dict[str, dict[str, Any]] = {}
+        for key in ("packages", "packages.conda"):
+            for file_name, record in (data.get(key) or {}).items():
+                if not isinstance(record, dict):
+                    raise ValueError(f"record of {file_name} is not an object")
+                records[file_name] = record
+    except (ValueError, AttributeError) as exc:
+        msg = f"malformed {source}: {exc}"
+        raise ArchiveError(msg) from exc
+    return records
+
+
+def environment_yml(conda: Sequence[CondaPackage], pypi: Sequence[PypiPackage] = ()) -> str:
+    """The conda/micromamba compatibility file: the channel in the pack and every package pinned exactly."""
+    lines = ["channels:", f"  - ./{CHANNEL_DIR}", "  - nodefaults", "dependencies:"]
+    lines += [f"  - {p.name}={p.version}={p.build}" for p in conda]
+    if pypi:
+        lines += ["  - pip:", "    - --no-index", f"    - --find-links ./{PYPI_DIR}"]
+        lines += [f"    - {p.name}=={p.version}" for p in pypi]
+    return "\n".join(lines) + "\n"
+
+
+def metadata_json(metadata: PackMetadata) -> str:
+    return _dumps(
+        {
+            "version": metadata.version,
+            "pixi-pack-version": metadata.pixi_pack_version,
+            "platform": metadata.platform,
+        }
+    )
+
+
+def parse_metadata(text: str) -> PackMetadata:
+    """Read ``pixi-pack.json``; refuse versions this pixi-unpack does not know."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, Mapping):
+            raise ValueError("not a JSON object")
+        version, platform = data["version"], data["platform"]
+        if not isinstance(version, str) or not isinstance(platform, str):
+            raise ValueError("version and platform must be strings")
+    except (ValueError, KeyError) as exc:
+        msg = f"malformed pixi-pack.json: {exc} (is this a pack made by pixi-pack?)"
+        raise ArchiveError(msg) from exc
+    if version != PACK_FORMAT_VERSION:
+        msg = (
+            f"unsupported pack format version {version!r} (this pixi-unpack reads version "
+            f"{PACK_FORMAT_VERSION!r}); use a matching pixi-unpack"
+        )
+        raise ArchiveError(msg)
+    return PackMetadata(version, str(data.get("pixi-pack-version", "")), platform)

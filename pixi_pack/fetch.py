@@ -1,0 +1,283 @@
+"""Getting files: http(s) with mirrors, auth and retries, ``file://`` URLs and local paths; a cache.
+
+Every file is streamed to a temporary name next to its destination, hashed on the way, checked, and only
+then renamed into place, so a failed or corrupt download never leaves a file behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+import requests
+
+from . import __version__
+from .errors import DownloadError, IntegrityError, PixiPackError
+from .hashing import Digests, check_digests, copy_and_hash, hash_file
+from .models import MirrorConfig
+
+logger = logging.getLogger("pixi_pack")
+
+RETRIES = 3
+BACKOFF_SECONDS = 0.5
+TIMEOUT_SECONDS = 300
+_TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a fetched file must match; any of them may be unknown."""
+
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+
+
+class _Transient(Exception):
+    """A failure worth retrying (connection trouble, 5xx, 429)."""
+
+
+class Fetcher:
+    """Fetches files for one pack: one HTTP session, the config's mirrors and auth, an optional cache."""
+
+    def __init__(self, config: MirrorConfig | None = None, cache_dir: Path | None = None) -> None:
+        self._config = config or MirrorConfig()
+        self._cache_dir = cache_dir
+        self._auth = load_auth_file(self._config.auth_file)
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"pixi-pack/{__version__} (Python)"
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=self._config.concurrency, pool_maxsize=self._config.concurrency
+        )
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    @property
+    def concurrency(self) -> int:
+        """How many downloads may run at once."""
+        return self._config.concurrency
+
+    def close(self) -> None:
+        self._session.close()
+
+    def mirrors_for(self, url: str) -> list[str]:
+        """The URLs to try for ``url``, in order: its mirrors when configured (longest prefix wins)."""
+        best = max((p for p in self._config.mirrors if url.startswith(p)), key=len, default=None)
+        if best is None:
+            return [url]
+        return [m + url[len(best) :] for m in self._config.mirrors[best]] or [url]
+
+    def fetch(
+        self,
+        location: str,
+        destination: Path,
+        *,
+        what: str,
+        expected: Expected = Expected(),
+        cache_key: str | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Digests:
+        """Put the file at ``location`` (URL or absolute path) at ``destination``, verified."""
+        cached = self._cache_dir / cache_key if self._cache_dir and cache_key else None
+        if cached is not None and cached.is_file():
+            try:
+                return self._copy_local(cached, destination, what=what, expected=expected, on_bytes=on_bytes)
+            except IntegrityError:
+                logger.warning("cached %s is damaged, downloading it again", cached)
+        digests = self._fetch_uncached(location, destination, what=what, expected=expected, on_bytes=on_bytes)
+        if cached is not None:
+            _atomic_copy(destination, cached)
+        return digests
+
+    def _fetch_uncached(
+        self,
+        location: str,
+        destination: Path,
+        *,
+        what: str,
+        expected: Expected,
+        on_bytes: Callable[[int], None] | None,
+    ) -> Digests:
+        scheme = urlsplit(location).scheme.lower() if "://" in location else ""
+        if scheme in ("http", "https"):
+            return self._download(location, destination, what=what, expected=expected, on_bytes=on_bytes)
+        if scheme == "file":
+            path = Path(url2pathname(unquote(urlsplit(location).path)))
+            return self._copy_local(path, destination, what=what, expected=expected, on_bytes=on_bytes)
+        if scheme:
+            msg = f"could not download {what} from {location}: unsupported URL scheme {scheme}://"
+            raise DownloadError(msg)
+        return self._copy_local(Path(location), destination, what=what, expected=expected, on_bytes=on_bytes)
+
+    def _copy_local(
+        self,
+        source: Path,
+        destination: Path,
+        *,
+        what: str,
+        expected: Expected,
+        on_bytes: Callable[[int], None] | None,
+    ) -> Digests:
+        try:
+            with open(source, "rb") as src:
+                return _write_verified(src, destination, what=what, expected=expected, on_bytes=on_bytes)
+        except OSError as exc:
+            msg = f"could not read {what} from {source}: {exc.strerror or exc}"
+            raise DownloadError(msg) from exc
+
+    def _download(
+        self,
+        url: str,
+        destination: Path,
+        *,
+        what: str,
+        expected: Expected,
+        on_bytes: Callable[[int], None] | None,
+    ) -> Digests:
+        errors: list[str] = []
+        for candidate in self.mirrors_for(url):
+            for attempt in range(RETRIES + 1):
+                try:
+                    return self._download_once(candidate, destination, what, expected, on_bytes)
+                except _Transient as exc:
+                    if attempt == RETRIES:
+                        errors.append(f"{candidate}: {exc}")
+                        break
+                    delay = BACKOFF_SECONDS * 2**attempt
+                    logger.debug("retrying %s in %.1f s: %s", candidate, delay, exc)
+                    time.sleep(delay)
+                except DownloadError as exc:
+                    errors.append(str(exc))
+                    break
+        msg = f"could not download {what} from {url}: " + "; ".join(errors)
+        raise DownloadError(msg)
+
+    def _download_once(
+        self,
+        url: str,
+        destination: Path,
+        what: str,
+        expected: Expected,
+        on_bytes: Callable[[int], None] | None,
+    ) -> Digests:
+        request_url, headers = self._authenticate(url)
+        try:
+            response = self._session.get(request_url, headers=headers, stream=True, timeout=TIMEOUT_SECONDS)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from exc
+        with response:
+            if response.status_code in _TRANSIENT_STATUS:
+                raise _Transient(f"HTTP {response.status_code} {response.reason}")
+            if response.status_code >= 400:
+                hint = " (check credentials: --auth-file)" if response.status_code in (401, 403) else ""
+                raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}{hint}")
+            raw: Any = response.raw
+            raw.decode_content = True
+            try:
+                return _write_verified(raw, destination, what=what, expected=expected, on_bytes=on_bytes)
+            except (requests.RequestException, OSError) as exc:
+                if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and exc.errno:
+                    msg = f"could not write {destination}: {exc.strerror or exc}"
+                    raise PixiPackError(msg) from exc
+                raise _Transient(f"transfer broke off ({type(exc).__name__})") from exc
+
+    def download_file(self, url: str, destination: Path) -> None:
+        """Fetch any URL or path to ``destination`` without a known hash (used for the unpacker)."""
+        self.fetch(url, destination, what=url)
+
+    def _authenticate(self, url: str) -> tuple[str, dict[str, str]]:
+        parts = urlsplit(url)
+        credentials = _credentials_for(self._auth, parts.hostname or "")
+        if credentials is None:
+            return url, {}
+        if "BearerToken" in credentials:
+            return url, {"Authorization": f"Bearer {credentials['BearerToken']}"}
+        if "BasicHTTP" in credentials:
+            basic = credentials["BasicHTTP"]
+            token = base64.b64encode(f"{basic['username']}:{basic['password']}".encode()).decode()
+            return url, {"Authorization": f"Basic {token}"}
+        if "CondaToken" in credentials:
+            path = f"/t/{credentials['CondaToken']}{parts.path}"
+            return urlunsplit(parts._replace(path=path)), {}
+        return url, {}
+
+
+def load_auth_file(path: Path | None) -> Mapping[str, Mapping[str, Any]]:
+    """Read a rattler authentication file (``--auth-file`` or ``$RATTLER_AUTH_FILE``): host -> credentials."""
+    if path is None:
+        env = os.environ.get("RATTLER_AUTH_FILE")
+        if not env:
+            return {}
+        path = Path(env)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        msg = f"could not read authentication file {path}: {exc}"
+        raise PixiPackError(msg) from exc
+    if not isinstance(data, dict):
+        msg = f"could not read authentication file {path}: expected a JSON object of host -> credentials"
+        raise PixiPackError(msg)
+    return data
+
+
+def _credentials_for(auth: Mapping[str, Mapping[str, Any]], host: str) -> Mapping[str, Any] | None:
+    if host in auth:
+        return auth[host]
+    for pattern, credentials in auth.items():
+        if pattern.startswith("*.") and (host.endswith(pattern[1:]) or host == pattern[2:]):
+            return credentials
+    return None
+
+
+def _write_verified(
+    source: BinaryIO,
+    destination: Path,
+    *,
+    what: str,
+    expected: Expected,
+    on_bytes: Callable[[int], None] | None,
+) -> Digests:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    try:
+        with open(partial, "wb") as out:
+            digests = copy_and_hash(source, out, on_bytes)
+        check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=expected.size)
+        os.replace(partial, destination)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return digests
+
+
+def _atomic_copy(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.name}.{os.getpid()}.part")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, destination)
+    except OSError as exc:
+        logger.warning("could not store %s in the cache: %s", destination, exc.strerror or exc)
+        partial.unlink(missing_ok=True)
+
+
+def verify_file(path: Path, *, what: str, expected: Expected) -> Digests:
+    """Hash a file on disk and check it (used for injected packages and before unpacking)."""
+    digests = hash_file(path)
+    check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=expected.size)
+    return digests
+
+
+def is_url(location: str) -> bool:
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", location) is not None

@@ -1,0 +1,347 @@
+"""Read a pixi.lock: pure functions from its text to the packages of one environment and platform.
+
+Supported layouts: the conda-lock-like versions 1-3 (``metadata:`` + ``package:``), versions 4 and 5
+(records with ``kind:``), and versions 6 and 7 (records keyed by ``conda:``/``pypi:``, fields derived
+from the file name when omitted, the rules of rattler_lock's ``derived_fields``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from .errors import LockfileError
+from .models import CONDA_EXTENSIONS, CondaPackage, LockedEnvironment, PypiPackage
+from .platforms import KNOWN_SUBDIRS
+
+LOCKFILE_NAME = "pixi.lock"
+SUPPORTED_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+
+# The fields of rattler's PackageRecord: what goes into repodata.json. Everything else in a lock
+# record (location, channel, file_name, input, sources, ...) describes the lock, not the package.
+_RECORD_FIELDS = (
+    "name",
+    "version",
+    "build",
+    "build_number",
+    "subdir",
+    "noarch",
+    "arch",
+    "platform",
+    "depends",
+    "constrains",
+    "extra_depends",
+    "features",
+    "flags",
+    "track_features",
+    "license",
+    "license_family",
+    "md5",
+    "sha256",
+    "legacy_bz2_md5",
+    "legacy_bz2_size",
+    "size",
+    "timestamp",
+    "purls",
+    "run_exports",
+    "python_site_packages_path",
+)
+
+_ARCH_OF_SUBDIR = {
+    "64": "x86_64",
+    "32": "x86",
+    "aarch64": "aarch64",
+    "arm64": "arm64",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "s390x": "s390x",
+    "armv6l": "armv6l",
+    "armv7l": "armv7l",
+    "riscv64": "riscv64",
+    "wasm32": "wasm32",
+    "z": "z",
+}
+
+
+def find_lockfile(manifest_path: Path) -> Path:
+    """The pixi.lock that belongs to a manifest (pixi.toml, pyproject.toml) or a project folder."""
+    if manifest_path.is_dir():
+        lockfile = manifest_path / LOCKFILE_NAME
+    elif manifest_path.exists():
+        lockfile = manifest_path.parent / LOCKFILE_NAME
+    else:
+        msg = f"manifest not found: {manifest_path} (give a pixi.toml, a pyproject.toml or a project folder)"
+        raise LockfileError(msg)
+    if not lockfile.is_file():
+        msg = f"lockfile not found: {lockfile} (run `pixi lock` in the project first)"
+        raise LockfileError(msg)
+    return lockfile
+
+
+def parse_lockfile(text: str, source: str = LOCKFILE_NAME) -> dict[str, Any]:
+    """Parse the YAML of a lockfile and check it is a version we read."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        msg = f"could not parse {source}: {exc}"
+        raise LockfileError(msg) from exc
+    if not isinstance(data, dict):
+        msg = f"could not parse {source}: not a pixi lockfile"
+        raise LockfileError(msg)
+    version = lockfile_version(data)
+    if version not in SUPPORTED_VERSIONS:
+        msg = (
+            f"unsupported lockfile version {version} in {source}: pixi-pack reads versions "
+            f"{SUPPORTED_VERSIONS[0]}-{SUPPORTED_VERSIONS[-1]} (upgrade pixi-pack, or re-lock with a matching pixi)"
+        )
+        raise LockfileError(msg)
+    return data
+
+
+def lockfile_version(data: Mapping[str, Any]) -> int:
+    version = data.get("version")
+    if version is None and "metadata" in data and "package" in data:
+        return 1
+    if isinstance(version, int):
+        return version
+    msg = f"lockfile has no valid version field: {version!r}"
+    raise LockfileError(msg)
+
+
+def load_lockfile(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"could not read lockfile {path}: {exc.strerror or exc}"
+        raise LockfileError(msg) from exc
+    return parse_lockfile(text, str(path))
+
+
+def platform_subdir(data: Mapping[str, Any], platform: str) -> str:
+    """The conda subdir of a platform: itself, or for lockfile v7 a named platform's ``subdir``."""
+    for entry in data.get("platforms") or ():
+        if isinstance(entry, dict) and entry.get("name") == platform:
+            return str(entry.get("subdir", platform))
+    if platform in KNOWN_SUBDIRS:
+        return platform
+    msg = f"unknown platform: {platform} (not a conda subdir, and the lockfile names no such platform)"
+    raise LockfileError(msg)
+
+
+def resolve_platform(manifest_path: Path, environment: str, platform: str) -> str:
+    """The conda subdir for ``--platform``: a subdir as given, or a platform named in the lockfile."""
+    del environment  # platforms are named for the whole lockfile
+    if platform in KNOWN_SUBDIRS:
+        return platform
+    return platform_subdir(load_lockfile(find_lockfile(manifest_path)), platform)
+
+
+def select_environment(
+    data: Mapping[str, Any], environment: str, platform: str, lockfile_dir: Path
+) -> LockedEnvironment:
+    """The packages of ``environment`` for ``platform``, in lockfile order.
+
+    Relative package paths are resolved against ``lockfile_dir``.
+    """
+    if lockfile_version(data) <= 3:
+        return _select_legacy(data, environment, platform, lockfile_dir)
+    environments = data.get("environments") or {}
+    if environment not in environments:
+        msg = f"environment not found in lockfile: {environment} (available: {_names(environments)})"
+        raise LockfileError(msg)
+    env = environments[environment] or {}
+    platforms = env.get("packages") or {}
+    if platform not in platforms:
+        msg = f"platform not found in lockfile: {platform} (available for {environment}: {_names(platforms)})"
+        raise LockfileError(msg)
+    channels = tuple(_channel_url(c) for c in env.get("channels") or ())
+    index = _RecordIndex(data.get("packages") or (), lockfile_version(data))
+    conda: list[CondaPackage] = []
+    pypi: list[PypiPackage] = []
+    sources: list[str] = []
+    for ref in platforms[platform] or ():
+        if "conda_source" in ref:
+            sources.append(str(ref["conda_source"]))
+        elif "conda" in ref:
+            record = index.find("conda", ref)
+            if _is_archive(str(ref["conda"])):
+                conda.append(_conda_package(str(ref["conda"]), record, lockfile_dir))
+            else:
+                sources.append(str(record.get("name", ref["conda"])))
+        elif "pypi" in ref:
+            pypi.append(_pypi_package(str(ref["pypi"]), index.find("pypi", ref), lockfile_dir))
+        else:
+            msg = f"unknown package reference in environment {environment}: {ref!r}"
+            raise LockfileError(msg)
+    return LockedEnvironment(environment, platform, channels, tuple(conda), tuple(pypi), tuple(sources))
+
+
+def _names(mapping: Mapping[str, Any]) -> str:
+    return ", ".join(sorted(mapping)) or "none"
+
+
+def _channel_url(channel: Any) -> str:
+    return str(channel["url"] if isinstance(channel, dict) else channel)
+
+
+class _RecordIndex:
+    """The lockfile's top-level ``packages:``, looked up by location."""
+
+    def __init__(self, records: Iterable[Mapping[str, Any]], version: int) -> None:
+        self._by_location: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        for record in records:
+            kind, location = _record_key(record, version)
+            self._by_location.setdefault((kind, location), []).append(record)
+
+    def find(self, kind: str, ref: Mapping[str, Any]) -> Mapping[str, Any]:
+        location = str(ref[kind])
+        candidates = self._by_location.get((kind, location), [])
+        # A location locked more than once (v7 variants, extras) is told apart by the reference's
+        # other keys.
+        extra = {k: v for k, v in ref.items() if k != kind}
+        matching = [r for r in candidates if all(r.get(k) == v for k, v in extra.items() if k in r)]
+        if not matching:
+            msg = f"lockfile is inconsistent: no package record for {kind} {location}"
+            raise LockfileError(msg)
+        return matching[0]
+
+
+def _record_key(record: Mapping[str, Any], version: int) -> tuple[str, str]:
+    if version >= 6:
+        for kind in ("conda", "pypi", "conda_source"):
+            if kind in record:
+                return kind, str(record[kind])
+        msg = f"lockfile has a package record without location: {record!r}"
+        raise LockfileError(msg)
+    kind = str(record.get("kind", "conda"))
+    location = record.get("url", record.get("path"))
+    if location is None:
+        msg = f"lockfile has a package record without url or path: {record!r}"
+        raise LockfileError(msg)
+    return kind, str(location)
+
+
+def _is_archive(location: str) -> bool:
+    return location.endswith(CONDA_EXTENSIONS)
+
+
+def _file_name(location: str) -> str:
+    path = urlsplit(location).path if "://" in location else location.replace("\\", "/")
+    return unquote(posixpath.basename(path.rstrip("/")))
+
+
+def resolve_location(location: str, base_dir: Path) -> str:
+    """An absolute URL or filesystem path for a lockfile location (``direct+`` dropped)."""
+    if location.startswith("direct+"):
+        location = location[len("direct+") :]
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", location):
+        return location
+    path = Path(location).expanduser()
+    if re.match(r"^[A-Za-z]:[\\/]", location):
+        return location
+    return str(path if path.is_absolute() else (base_dir / path).resolve())
+
+
+def _split_archive_name(file_name: str) -> tuple[str, str, str] | None:
+    stem = next((file_name[: -len(e)] for e in CONDA_EXTENSIONS if file_name.endswith(e)), None)
+    if stem is None:
+        return None
+    parts = stem.rsplit("-", 2)
+    if len(parts) != 3 or not all(parts):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _derived_subdir(location: str) -> str | None:
+    if not re.match(r"^(https?|file)://", location):
+        return None
+    segments = urlsplit(location).path.rstrip("/").split("/")
+    if len(segments) >= 2 and segments[-2] in KNOWN_SUBDIRS:
+        return segments[-2]
+    return None
+
+
+def _build_number_of(build: str) -> int:
+    match = re.search(r"(\d+)$", build)
+    return int(match.group(1)) if match else 0
+
+
+def _conda_package(location: str, lock_record: Mapping[str, Any], lockfile_dir: Path) -> CondaPackage:
+    file_name = str(lock_record.get("file_name") or lock_record.get("fn") or _file_name(location))
+    derived = _split_archive_name(_file_name(location)) or _split_archive_name(file_name)
+    record: dict[str, Any] = {k: lock_record[k] for k in _RECORD_FIELDS if lock_record.get(k) is not None}
+    if derived is not None:
+        record.setdefault("name", derived[0])
+        record.setdefault("version", derived[1])
+        record.setdefault("build", derived[2])
+    for key in ("name", "version", "build"):
+        if key not in record:
+            msg = f"lockfile record for {location} has no {key} and its file name does not tell"
+            raise LockfileError(msg)
+        record[key] = str(record[key])
+    derived_subdir = _derived_subdir(location)
+    subdir = record.get("subdir") or derived_subdir
+    if not subdir:
+        msg = f"lockfile record for {location} has no subdir"
+        raise LockfileError(msg)
+    record["subdir"] = subdir
+    record.setdefault("build_number", _build_number_of(record["build"]))
+    if "noarch" not in record and (derived_subdir or subdir) == "noarch":
+        record["noarch"] = "python" if "py" in record["build"] else "generic"
+    if subdir != "noarch" and "-" in subdir:
+        os_name, _, arch = subdir.partition("-")
+        record.setdefault("platform", os_name)
+        if arch in _ARCH_OF_SUBDIR:
+            record.setdefault("arch", _ARCH_OF_SUBDIR[arch])
+    record.setdefault("depends", [])
+    return CondaPackage(resolve_location(location, lockfile_dir), file_name, subdir, record)
+
+
+def _pypi_package(location: str, record: Mapping[str, Any], lockfile_dir: Path) -> PypiPackage:
+    sha256 = record.get("sha256") or (record.get("hash") or {}).get("sha256")
+    return PypiPackage(
+        location=resolve_location(location, lockfile_dir),
+        file_name=_file_name(location),
+        name=str(record.get("name", "")),
+        version=str(record.get("version", "")),
+        sha256=str(sha256) if sha256 else None,
+    )
+
+
+def _select_legacy(
+    data: Mapping[str, Any], environment: str, platform: str, lockfile_dir: Path
+) -> LockedEnvironment:
+    """Versions 1-3: one environment, ``package:`` entries tagged with their platform."""
+    if environment != "default":
+        msg = f"environment not found in lockfile: {environment} (available: default)"
+        raise LockfileError(msg)
+    metadata = data.get("metadata") or {}
+    platforms: Sequence[str] = metadata.get("platforms") or sorted(
+        {str(p.get("platform")) for p in data.get("package") or ()}
+    )
+    if platform not in platforms:
+        msg = f"platform not found in lockfile: {platform} (available for default: {', '.join(sorted(platforms))})"
+        raise LockfileError(msg)
+    conda: list[CondaPackage] = []
+    pypi: list[PypiPackage] = []
+    for entry in data.get("package") or ():
+        if entry.get("platform") != platform:
+            continue
+        location = str(entry["url"])
+        if entry.get("manager", "conda") == "conda":
+            record = dict(entry)
+            record.update(entry.get("hash") or {})
+            record["depends"] = [
+                f"{name} {spec}".strip() for name, spec in (entry.get("dependencies") or {}).items()
+            ]
+            conda.append(_conda_package(location, record, lockfile_dir))
+        else:
+            pypi.append(_pypi_package(location, entry, lockfile_dir))
+    channels = tuple(_channel_url(c) for c in metadata.get("channels") or ())
+    return LockedEnvironment(environment, platform, channels, tuple(conda), tuple(pypi))

@@ -1,0 +1,169 @@
+"""``unpack()``: pack -> checked metadata -> verified packages -> environment -> activation script.
+
+The environment is built in a temporary sibling of its final folder and renamed into place at the end,
+so a failure never leaves a half-made environment where the environment should be.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from .activate import write_activation_script
+from .archive import PackReader
+from .channel import parse_metadata, parse_repodata
+from .errors import ArchiveError, IntegrityError, PixiPackError
+from .hashing import check_digests, hash_stream
+from .models import (
+    CHANNEL_DIR,
+    CONDA_EXTENSIONS,
+    METADATA_FILE,
+    PYPI_DIR,
+    REPODATA_FILE,
+    PackageSource,
+    UnpackOptions,
+)
+from .platforms import current_subdir
+from .progress import Progress
+
+logger = logging.getLogger("pixi_pack")
+
+
+def unpack(options: UnpackOptions) -> None:
+    """Create ``<output_directory>/<env_name>`` and its activation script from a pack."""
+    output_dir = options.output_directory.resolve()
+    prefix = output_dir / options.env_name
+    if prefix.exists() and (not prefix.is_dir() or any(prefix.iterdir())):
+        msg = f"environment folder {prefix} already exists: remove it, or choose another --env-name or --output-directory"
+        raise PixiPackError(msg)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as cleanup:
+        reader = _open_pack(options, output_dir, cleanup)
+        platform = _check_metadata(reader)
+        packages = collect_packages(reader)
+        verify_packages(packages)
+        build_dir = Path(tempfile.mkdtemp(prefix=f".{options.env_name}.", suffix=".partial", dir=output_dir))
+        cleanup.callback(shutil.rmtree, build_dir, ignore_errors=True)
+        _install(reader, packages, build_dir, prefix, platform)
+        if prefix.is_dir():
+            prefix.rmdir()
+        os.replace(build_dir, prefix)
+        try:
+            script = write_activation_script(output_dir, prefix, platform, options.shell)
+        except BaseException:
+            shutil.rmtree(prefix, ignore_errors=True)
+            raise
+    logger.info("unpacked %d packages into %s; activate it with %s", len(packages), prefix, script)
+
+
+def _open_pack(options: UnpackOptions, output_dir: Path, cleanup: ExitStack) -> PackReader:
+    if options.pack is None:
+        spooled = Path(tempfile.mkstemp(prefix=".pixi-unpack-stdin-", suffix=".tar", dir=output_dir)[1])
+        cleanup.callback(spooled.unlink, missing_ok=True)
+        with open(spooled, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+        path = spooled
+    else:
+        path = options.pack
+        if not path.exists():
+            msg = f"pack not found: {path}"
+            raise PixiPackError(msg)
+    reader = PackReader(path, options.payload_offset, options.payload_length)
+    if options.payload_sha256:
+        with reader.open_tar_bytes() as payload:
+            digests = hash_stream(payload)
+        try:
+            check_digests(digests, what=f"the pack inside {path}", sha256=options.payload_sha256)
+        except IntegrityError as exc:
+            msg = f"{exc}: the file is damaged or incomplete, download it again"
+            raise IntegrityError(msg) from exc
+    return reader
+
+
+def _check_metadata(reader: PackReader) -> str:
+    metadata = parse_metadata(reader.read_text(METADATA_FILE))
+    here = current_subdir()
+    if metadata.platform != here:
+        msg = (
+            f"the pack is for {metadata.platform} but this machine is {here}: "
+            f"create the pack with `pixi-pack --platform {here}`"
+        )
+        raise PixiPackError(msg)
+    return metadata.platform
+
+
+def collect_packages(reader: PackReader) -> list[PackageSource]:
+    """Every conda package of the pack with its repodata record; the two must agree exactly."""
+    names = reader.names()
+    files = [n for n in names if n.startswith(f"{CHANNEL_DIR}/") and n.endswith(CONDA_EXTENSIONS)]
+    records: dict[str, dict[str, object]] = {}
+    for name in names:
+        path = PurePosixPath(name)
+        if len(path.parts) == 3 and path.parts[0] == CHANNEL_DIR and path.name == REPODATA_FILE:
+            for file_name, record in parse_repodata(reader.read_text(name), name).items():
+                records[f"{CHANNEL_DIR}/{path.parts[1]}/{file_name}"] = record
+    missing = sorted(set(records) - set(files))
+    if missing:
+        msg = f"the pack is incomplete: {missing[0]} is listed in repodata.json but missing"
+        raise ArchiveError(msg)
+    unlisted = sorted(set(files) - set(records))
+    if unlisted:
+        msg = f"the pack is inconsistent: {unlisted[0]} is not listed in its repodata.json"
+        raise ArchiveError(msg)
+    return [
+        PackageSource(PurePosixPath(n).name, records[n], _opener(reader, n))
+        for n in sorted(files, key=lambda n: PurePosixPath(n).name)
+    ]
+
+
+def _opener(reader: PackReader, name: str) -> Callable[[], BinaryIO]:
+    return lambda: reader.open(name)
+
+
+def verify_packages(packages: Sequence[PackageSource]) -> None:
+    """Check every package file against its record's sha256 (md5 if that is all), in parallel."""
+    progress = Progress("verified", len(packages))
+
+    def verify(package: PackageSource) -> None:
+        with package.open() as f:
+            digests = hash_stream(f)
+        sha256, md5 = package.record.get("sha256"), package.record.get("md5")
+        if not sha256 and not md5:
+            msg = f"{package.file_name} has no sha256 or md5 in the pack's repodata.json: cannot verify it"
+            raise IntegrityError(msg)
+        size = package.record.get("size")
+        check_digests(
+            digests,
+            what=f"{package.file_name} in the pack",
+            sha256=str(sha256) if sha256 else None,
+            md5=str(md5) if md5 else None,
+            size=int(str(size)) if size is not None else None,
+        )
+        progress.item_done()
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="pixi-unpack-verify") as pool:
+        list(pool.map(verify, packages))
+    progress.finish()
+
+
+def _install(
+    reader: PackReader, packages: Sequence[PackageSource], build_dir: Path, prefix: Path, platform: str
+) -> None:
+    from .link import install_packages
+
+    progress = Progress("installed", len(packages))
+    install_packages(packages, build_dir, prefix, platform, on_installed=lambda _: progress.item_done())
+    progress.finish()
+    wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
+    if wheels:
+        from .wheels import install_wheels
+
+        install_wheels(reader, wheels, build_dir, prefix, platform, [p.record for p in packages])
