@@ -40,7 +40,7 @@ def pack_members(root: Path) -> list[PurePosixPath]:
 
 def write_tar(root: Path, out: BinaryIO) -> None:
     """Write the folder ``root`` as an uncompressed, deterministic tar to ``out``."""
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
         for relative in pack_members(root):
             path = root / relative
             info = tarfile.TarInfo(relative.as_posix())

@@ -131,7 +131,9 @@ class Fetcher:
     ) -> Digests:
         try:
             with open(source, "rb") as src:
-                return _write_verified(src, destination, what=what, expected=expected, on_bytes=on_bytes)
+                return _write_verified(
+                    src, destination, what=f"{what} from {source}", expected=expected, on_bytes=on_bytes
+                )
         except OSError as exc:
             msg = f"could not read {what} from {source}: {exc.strerror or exc}"
             raise DownloadError(msg) from exc
@@ -152,13 +154,13 @@ class Fetcher:
                     return self._download_once(candidate, destination, what, expected, on_bytes)
                 except _Transient as exc:
                     if attempt == RETRIES:
-                        errors.append(f"{candidate}: {exc}")
+                        errors.append(_reason(candidate, url, f"{exc} (tried {RETRIES + 1} times)"))
                         break
                     delay = BACKOFF_SECONDS * 2**attempt
                     logger.debug("retrying %s in %.1f s: %s", candidate, delay, exc)
                     time.sleep(delay)
                 except DownloadError as exc:
-                    errors.append(str(exc))
+                    errors.append(_reason(candidate, url, str(exc)))
                     break
         msg = f"could not download {what} from {url}: " + "; ".join(errors)
         raise DownloadError(msg)
@@ -181,11 +183,13 @@ class Fetcher:
                 raise _Transient(f"HTTP {response.status_code} {response.reason}")
             if response.status_code >= 400:
                 hint = " (check credentials: --auth-file)" if response.status_code in (401, 403) else ""
-                raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}{hint}")
+                raise DownloadError(f"HTTP {response.status_code} {response.reason}{hint}")
             raw: Any = response.raw
             raw.decode_content = True
             try:
-                return _write_verified(raw, destination, what=what, expected=expected, on_bytes=on_bytes)
+                return _write_verified(
+                    raw, destination, what=f"{what} from {url}", expected=expected, on_bytes=on_bytes
+                )
             except (requests.RequestException, OSError) as exc:
                 if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and exc.errno:
                     msg = f"could not write {destination}: {exc.strerror or exc}"
@@ -211,6 +215,10 @@ class Fetcher:
             path = f"/t/{credentials['CondaToken']}{parts.path}"
             return urlunsplit(parts._replace(path=path)), {}
         return url, {}
+
+
+def _reason(candidate: str, url: str, reason: str) -> str:
+    return reason if candidate == url else f"mirror {candidate}: {reason}"
 
 
 def load_auth_file(path: Path | None) -> Mapping[str, Mapping[str, Any]]:

@@ -89,7 +89,10 @@ def parse_lockfile(text: str, source: str = LOCKFILE_NAME) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        msg = f"could not parse {source}: {exc}"
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        msg = f"could not parse {source}: {problem}{where} (is it a pixi.lock?)"
         raise LockfileError(msg) from exc
     if not isinstance(data, dict):
         msg = f"could not parse {source}: not a pixi lockfile"
