@@ -23,6 +23,7 @@ from builders import (
     text_prefix,
     write_channel,
 )
+from pythonpkg import build_python_package, can_build_python_package
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
@@ -138,7 +139,7 @@ def http_server(tmp_path: Path) -> Iterator[HttpServer]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="test-http-server", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="test-http-server", daemon=True)
     thread.start()
     try:
         yield state
@@ -219,3 +220,43 @@ def served_channel(http_server: HttpServer, channel: Channel) -> str:
     """The default channel copied under ``http_server.root / "channel"``; returns its URL."""
     shutil.copytree(channel.root, http_server.root / "channel")
     return http_server.url_for("channel")
+
+
+@pytest.fixture(scope="session")
+def python_package(tmp_path_factory: pytest.TempPathFactory) -> BuiltPackage:
+    """A real relocatable CPython (the running one, trimmed) as ``python-X.Y.Z-h0_0_cpython.conda``.
+
+    Built once per session (about a second); skips where it cannot be built (not Linux, no shared
+    libpython, no patchelf). Do not modify the archive.
+    """
+    reason = can_build_python_package()
+    if reason is not None:
+        pytest.skip(reason)
+    return build_python_package(tmp_path_factory.mktemp("python-package"))
+
+
+@pytest.fixture(scope="session")
+def python_channel(tmp_path_factory: pytest.TempPathFactory, python_package: BuiltPackage) -> Channel:
+    """A channel with ``python`` and ``pyhello``, a noarch python package with a ``pyhello`` entry point.
+
+    ``pyhello`` holds ``site-packages/pyhello/__init__.py`` (``main()`` prints ``pyhello <sys.prefix>``)
+    and ``python-scripts/pyhello-script`` (a plain script printing ``pyhello-script``).
+    """
+    base = tmp_path_factory.mktemp("python-channel")
+    source = "import sys\n\n\ndef main():\n    print('pyhello', sys.prefix)\n    return 0\n"
+    pyhello = build_package(
+        base / "build",
+        "pyhello",
+        "1.0",
+        "pyh0_0",
+        noarch="python",
+        depends=["python >=3.8"],
+        entry_points=["pyhello = pyhello:main"],
+        files={
+            "site-packages/pyhello/__init__.py": source,
+            "python-scripts/pyhello-script": executable("#!/bin/sh\necho pyhello-script\n"),
+        },
+    )
+    packages = [python_package, pyhello]
+    write_channel(base / "channel", packages)
+    return Channel(base / "channel", {p.name: p for p in packages})
