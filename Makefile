@@ -23,8 +23,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Packs the bundled offline example (examples/demo: a local channel and its pixi.lock), unpacks it
+# into demo-output/env and runs the program it installs.
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	rm -rf demo-output
+	$(BIN)/pixi-pack examples/demo -o demo-output/environment.tar
+	$(BIN)/pixi-unpack demo-output/environment.tar -o demo-output
+	sh -c '. demo-output/activate.sh && hello-pixi-pack'
 
 zipapp: $(STAMP)
 	$(BIN)/python build_zipapp.py
