@@ -7,6 +7,7 @@ then renamed into place, so a failed or corrupt download never leaves a file beh
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from urllib.request import url2pathname
 
 import requests
 
-from . import __version__
+from . import __version__, s3
 from .errors import DownloadError, IntegrityError, PixiPackError
 from .hashing import Digests, check_digests, copy_and_hash, hash_file
 from .models import MirrorConfig
@@ -110,7 +111,7 @@ class Fetcher:
         on_bytes: Callable[[int], None] | None,
     ) -> Digests:
         scheme = urlsplit(location).scheme.lower() if "://" in location else ""
-        if scheme in ("http", "https"):
+        if scheme in ("http", "https", "s3"):
             return self._download(location, destination, what=what, expected=expected, on_bytes=on_bytes)
         if scheme == "file":
             path = Path(url2pathname(unquote(urlsplit(location).path)))
@@ -202,6 +203,13 @@ class Fetcher:
 
     def _authenticate(self, url: str) -> tuple[str, dict[str, str]]:
         parts = urlsplit(url)
+        if parts.scheme == "s3":
+            location = s3.locate(url, self._config.s3_options)
+            credentials = s3.credentials_from(self._auth.get(f"s3://{parts.netloc}"))
+            if credentials is None:  # a public bucket
+                return location.url, {}
+            now = datetime.datetime.now(datetime.timezone.utc)
+            return location.url, s3.sign_get(location.url, location.region, credentials, now)
         credentials = _credentials_for(self._auth, parts.hostname or "")
         if credentials is None:
             return url, {}
