@@ -1,19 +1,24 @@
-"""Shared fixtures: a real HTTP server on 127.0.0.1, real data, and a small channel of built packages."""
+"""Shared fixtures: a real HTTP server on 127.0.0.1, real data, small channels of built packages, a real
+relocatable python, and py-rattler as the reference installer."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
+import hashlib
 import http.server
+import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import rattler
 from builders import (
     BuiltPackage,
     Symlink,
@@ -40,6 +45,67 @@ def realdata_path(*parts: str) -> Path:
 def realdata() -> Path:
     """The shared real data folder (packages/, channels/, locks/); skips the test when it is absent."""
     return realdata_path()
+
+
+def rattler_records(packages: Sequence[BuiltPackage]) -> list[rattler.RepoDataRecord]:
+    """``rattler.RepoDataRecord``s of local archives (``file://`` URLs), md5 included, for ``rattler.install``."""
+    records = []
+    for package in packages:
+        record = asyncio.run(rattler.RepoDataRecord.from_package_archive(package.path))
+        record.md5 = bytes.fromhex(package.md5)
+        records.append(record)
+    return records
+
+
+def rattler_install(packages: Sequence[BuiltPackage], prefix: Path, cache_dir: Path) -> Path:
+    """Install ``packages`` (no solve: give them all) with py-rattler, the reference installer."""
+    coro = rattler.install(rattler_records(packages), prefix, cache_dir=cache_dir, show_progress=False)
+    asyncio.run(coro)
+    return prefix
+
+
+def rattler_solve(
+    channel_url: str, specs: Sequence[str], cache_dir: Path, platform: str = "linux-64"
+) -> list[rattler.RepoDataRecord]:
+    """Solve ``specs`` against one channel (``http://`` or ``file://``) with py-rattler."""
+    gateway = rattler.Gateway(cache_dir=cache_dir)
+    coro = rattler.solve(
+        [channel_url],
+        list(specs),
+        gateway=gateway,
+        platforms=[rattler.Subdir(platform), rattler.Subdir("noarch")],
+    )
+    records: list[rattler.RepoDataRecord] = asyncio.run(coro)
+    return records
+
+
+PREFIX_NOISE = frozenset({"conda-meta", "CACHEDIR.TAG", "__pycache__"})
+"""Names :func:`prefix_tree` skips by default: installer bookkeeping and byte-code caches."""
+
+
+def prefix_tree(prefix: Path, ignore: frozenset[str] = PREFIX_NOISE) -> dict[str, tuple[str, str]]:
+    """A comparable picture of an installed prefix: relative path -> (kind, detail).
+
+    ``("file", "<mode> <sha256>")``, ``("link", "<target>")`` or ``("dir", "")``; names in ``ignore`` are
+    skipped at any depth. Compare the trees rattler and pixi-unpack produce for the same packages.
+    """
+    tree: dict[str, tuple[str, str]] = {}
+    for folder, dirs, names in os.walk(prefix):
+        dirs[:] = [d for d in dirs if d not in ignore]
+        base = Path(folder)
+        for name in [*dirs, *names]:
+            if name in ignore:
+                continue
+            path = base / name
+            rel = path.relative_to(prefix).as_posix()
+            if path.is_symlink():
+                tree[rel] = ("link", str(path.readlink()))
+            elif path.is_dir():
+                tree[rel] = ("dir", "")
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                tree[rel] = ("file", f"{path.stat().st_mode & 0o777:o} {digest}")
+    return dict(sorted(tree.items()))
 
 
 @dataclass

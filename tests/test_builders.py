@@ -33,7 +33,7 @@ from builders import (
     text_prefix,
     write_channel,
 )
-from conftest import Channel, HttpServer
+from conftest import Channel, HttpServer, prefix_tree, rattler_install, rattler_solve
 from lockfiles import (
     LockEntry,
     conda,
@@ -62,13 +62,6 @@ ALL_KINDS: dict[str, FileSpec] = {
 
 def install(records: list[rattler.RepoDataRecord], prefix: Path, cache: Path) -> None:
     asyncio.run(rattler.install(records, prefix, cache_dir=cache, show_progress=False))
-
-
-def solve(channel_url: str, specs: list[str], cache: Path) -> list[rattler.RepoDataRecord]:
-    gateway = rattler.Gateway(cache_dir=cache)
-    coro = rattler.solve([channel_url], specs, gateway=gateway, platforms=["linux-64", "noarch"])
-    records: list[rattler.RepoDataRecord] = asyncio.run(coro)
-    return records
 
 
 def conda_members(path: Path) -> dict[str, dict[str, tarfile.TarInfo]]:
@@ -171,7 +164,7 @@ def test_write_channel_repodata(tmp_path: Path, channel: Channel) -> None:
 def test_rattler_solves_and_installs_over_http(
     tmp_path: Path, served_channel: str, http_server: HttpServer
 ) -> None:
-    records = solve(served_channel, ["hello", "hello-old"], tmp_path / "cache")
+    records = rattler_solve(served_channel, ["hello", "hello-old"], tmp_path / "cache")
     assert sorted(r.name.source for r in records) == ["hello", "hello-data", "hello-old"]
     assert "/channel/linux-64/repodata.json" in http_server.requests
     prefix = tmp_path / "env"
@@ -210,7 +203,7 @@ def test_python_package_runs_after_plain_extraction(tmp_path: Path, python_packa
 
 
 def test_rattler_installs_noarch_python_with_entry_point(tmp_path: Path, python_channel: Channel) -> None:
-    records = solve(python_channel.url, ["pyhello"], tmp_path / "cache")
+    records = rattler_solve(python_channel.url, ["pyhello"], tmp_path / "cache")
     prefix = tmp_path / "env"
     install(records, prefix, tmp_path / "pkgs")
     assert (prefix / "lib/python3.11/site-packages/pyhello/__init__.py").exists()
@@ -331,3 +324,14 @@ def test_http_server_auth(http_server: HttpServer) -> None:
 
 def test_realdata_fixture(realdata: Path) -> None:
     assert (realdata / "locks").is_dir()
+
+
+def test_rattler_install_from_archives_and_prefix_tree(tmp_path: Path, channel: Channel) -> None:
+    packages = [channel.packages["hello"], channel.packages["hello-data"]]
+    tree = prefix_tree(rattler_install(packages, tmp_path / "env", tmp_path / "pkgs"))
+    assert tree["bin/hello-link"] == ("link", "hello")
+    assert tree["bin"] == ("dir", "")
+    assert tree["share/hello/run.sh"][1].startswith("755 ")
+    assert not any(path.startswith("conda-meta") for path in tree)
+    again = prefix_tree(rattler_install(packages, tmp_path / "env2", tmp_path / "pkgs"))
+    assert again.keys() == tree.keys() and again["share/hello/run.sh"] == tree["share/hello/run.sh"]
