@@ -8,6 +8,7 @@ of them reading a ``.conda`` package is an error that says what is missing.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import shutil
@@ -88,20 +89,27 @@ def _stdlib_backend() -> Backend | None:
 def _zstandard_backend() -> Backend | None:
     from ._vendor_loader import load_bundled_zstandard
 
-    module: ModuleType | None = load_bundled_zstandard()
+    module = load_bundled_zstandard()
     name = "zstandard (bundled)"
     if module is None:
-        try:
-            import zstandard as module
-        except ImportError:
-            return None
+        module = _import_zstandard()
         name = "zstandard"
+    if module is None:
+        return None
     decompressor = module.ZstdDecompressor()
 
     def open_reader(source: BinaryIO) -> BinaryIO:
         return cast(BinaryIO, decompressor.stream_reader(source, read_across_frames=True, closefd=False))
 
     return Backend(name, open_reader)
+
+
+def _import_zstandard() -> ModuleType | None:
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    return zstandard
 
 
 def _command_backend() -> Backend | None:
@@ -126,7 +134,7 @@ class CommandReader(io.RawIOBase):
     def __init__(self, command: list[str], source: BinaryIO) -> None:
         super().__init__()
         self._command = command[0]
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         try:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0
@@ -154,10 +162,8 @@ class CommandReader(io.RawIOBase):
         except BaseException as exc:  # re-raised by the reading thread
             self._feed_error = exc
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 stdin.close()
-            except OSError:
-                pass
 
     def readable(self) -> bool:
         return True
@@ -165,8 +171,7 @@ class CommandReader(io.RawIOBase):
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         if self._done:
             return 0
-        stdout = self._process.stdout
-        assert stdout is not None
+        stdout = cast(io.FileIO, self._process.stdout)  # unbuffered: returns what the pipe has
         count = stdout.readinto(buffer)
         if count:
             return count
