@@ -171,7 +171,9 @@ def build_package(
     packages hold their files under ``site-packages/`` and ``python-scripts/``, as conda-build writes them;
     give the paths that way. ``paths_json=False`` writes an old-style package (``info/files`` and
     ``info/has_prefix`` only). ``extra_info`` adds or replaces ``info/`` files (key relative to ``info/``),
-    after the generated ones, so a test can also break them on purpose.
+    after the generated ones: e.g. ``{"has_prefix": "bin/x\\n"}`` for the one-field legacy form, or a
+    broken ``paths.json``. ``extra_index`` adds or replaces index.json (and record) fields. The record
+    leaves out index.json fields that are null (``arch``/``platform`` of noarch packages).
     """
     subdir = subdir or ("noarch" if noarch else "linux-64")
     entries = {path: _entry(spec) for path, spec in sorted((files or {}).items())}
@@ -415,7 +417,8 @@ def repodata(subdir: str, packages: Sequence[BuiltPackage]) -> dict[str, Any]:
 def write_channel(root: Path, packages: Sequence[BuiltPackage]) -> Path:
     """Lay out a channel at ``root``: ``<subdir>/<file>`` and ``<subdir>/repodata.json``, noarch included.
 
-    Every used subdir and ``noarch`` (possibly empty) get a repodata.json; returns ``root``.
+    Every used subdir and ``noarch`` (possibly empty) get a repodata.json listing exactly ``packages``
+    (rewritten on each call); returns ``root``.
     """
     for subdir in sorted({p.subdir for p in packages} | {"noarch"}):
         folder = root / subdir

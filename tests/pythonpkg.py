@@ -43,18 +43,17 @@ def can_build_python_package() -> str | None:
     return None
 
 
-def build_python_package(
-    out_dir: Path, *, build: str = PYTHON_BUILD, strip: bool = True, base_prefix: Path | None = None
-) -> BuiltPackage:
-    """Build ``python-X.Y.Z-<build>.conda`` (linux-64) from ``base_prefix`` (default ``sys.base_prefix``).
+def build_python_package(out_dir: Path, *, build: str = PYTHON_BUILD, strip: bool = True) -> BuiltPackage:
+    """Build ``python-X.Y.Z-<build>.conda`` (linux-64) from the running interpreter's ``sys.base_prefix``.
 
     Holds bin/pythonX.Y (+ ``python3``, ``python`` symlinks), lib/libpythonX.Y.so.1.0 and a trimmed
     standard library with lib-dynload. ``python_site_packages_path`` is unset, so installers use
     ``lib/pythonX.Y/site-packages``.
     """
-    prefix = Path(base_prefix or sys.base_prefix)
+    prefix = Path(sys.base_prefix)
     major_minor = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    with tempfile.TemporaryDirectory(dir=out_dir if out_dir.exists() else None) as tmp:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         stage = Path(tmp)
         _stage_python(prefix, stage, major_minor)
         elves = _elf_files(stage, major_minor)
