@@ -169,17 +169,13 @@ def test_rattler_solves_and_installs_over_http(
     assert "/channel/linux-64/repodata.json" in http_server.requests
     prefix = tmp_path / "env"
     install(records, prefix, tmp_path / "pkgs")
-    assert (
-        subprocess.run([prefix / "bin/hello"], capture_output=True, text=True, check=True).stdout
-        == f"{prefix}\n"
-    )
-    assert subprocess.run([prefix / "bin/hello-old"], capture_output=True, text=True).stdout == f"{prefix}\n"
+    for script in ("hello", "hello-old"):
+        run = subprocess.run([prefix / "bin" / script], capture_output=True, text=True, check=True)
+        assert run.stdout == f"{prefix}\n"
     assert (prefix / "bin/hello-link").is_symlink()
     library = (prefix / "lib/libhello.so").read_bytes()
     assert f"\0{prefix}/lib\0".encode() in library
-    assert len(library) == len(
-        (tmp_path / "pkgs").glob("hello-1.2.3-h0_0/lib/libhello.so").__next__().read_bytes()
-    )
+    assert len(library) == len((tmp_path / "pkgs/hello-1.2.3-h0_0/lib/libhello.so").read_bytes())
     for meta in (prefix / "conda-meta").glob("*.json"):
         rattler.PrefixRecord.from_path(meta)
 
