@@ -1,0 +1,420 @@
+"""PyPI wheels into an unpacked environment, with pypa/installer.
+
+Runs after the conda packages are linked into the build folder. Nothing here runs the environment's
+interpreter: its version and site-packages come from the python conda record, and scripts get the
+interpreter's path at the final prefix (the build folder is renamed there at the end). Every wheel is
+checked first (its sha256 against ``pixi-pack.json``, its tags against the pack's platform and the
+environment's Python), then installed the way pip would: files into site-packages, ``.data`` into
+their schemes, console/gui scripts (Windows launchers for Windows targets), ``INSTALLER`` and ``RECORD``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform as host
+import posixpath
+import re
+import sys
+import warnings
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.exceptions import InstallerError
+from installer.records import RecordEntry
+from installer.sources import WheelFile
+from installer.utils import Scheme, construct_record_file
+
+from .archive import PackReader
+from .channel import normalize_project_name, parse_pypi_sha256
+from .errors import ArchiveError, InstallError, PixiPackError
+from .hashing import check_digests, hash_stream
+from .models import METADATA_FILE, PYPI_DIR
+from .platforms import bin_dir, is_windows, site_packages_dir
+
+if TYPE_CHECKING:
+    from installer.scripts import LauncherKind
+
+logger = logging.getLogger("pixi_pack")
+
+INSTALLER_NAME = "pixi-unpack"
+"""What ``<dist-info>/INSTALLER`` says, as pip writes ``pip``."""
+
+_WHEEL_NAME = re.compile(
+    r"^(?P<name>[^-]+)-(?P<version>[^-]+)(?:-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$"
+)
+
+# The architecture part of platform tags, per conda subdir.
+_LINUX_ARCHES = {
+    "linux-64": ("x86_64",),
+    "linux-32": ("i686", "i386"),
+    "linux-aarch64": ("aarch64",),
+    "linux-ppc64le": ("ppc64le",),
+    "linux-ppc64": ("ppc64",),
+    "linux-s390x": ("s390x",),
+    "linux-armv7l": ("armv7l",),
+    "linux-armv6l": ("armv6l",),
+    "linux-riscv64": ("riscv64",),
+}
+_MACOS_ARCHES = {
+    "osx-64": ("x86_64", "intel", "universal2", "universal"),
+    "osx-arm64": ("arm64", "universal2"),
+}
+_WINDOWS_PLATFORMS = {"win-64": "win_amd64", "win-32": "win32", "win-arm64": "win_arm64"}
+_LAUNCHER_KINDS = {"win-64": "win-amd64", "win-32": "win-ia32", "win-arm64": "win-arm64"}
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+@dataclass(frozen=True)
+class WheelName:
+    """What a wheel's file name says (PEP 427), tag sets expanded."""
+
+    name: str
+    """The project name, normalized (PEP 503): ``my-pkg``."""
+    version: str
+    python_tags: tuple[str, ...]
+    abi_tags: tuple[str, ...]
+    platform_tags: tuple[str, ...]
+
+
+def parse_wheel_name(file_name: str) -> WheelName | None:
+    """``my_pkg-1.0-py3-none-any.whl`` -> its parts; ``None`` if it is not a wheel file name."""
+    match = _WHEEL_NAME.match(file_name)
+    if match is None:
+        return None
+    return WheelName(
+        normalize_project_name(match["name"]),
+        match["version"],
+        tuple(match["py"].split(".")),
+        tuple(match["abi"].split(".")),
+        tuple(match["plat"].split(".")),
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a wheel must fit."""
+
+    platform: str
+    """The pack's conda subdir."""
+    python: tuple[int, int]
+    """The environment's Python version, from its conda record."""
+    glibc: tuple[int, int] | None = None
+    """The machine's glibc, for manylinux tags; ``None`` when unknown (or musl)."""
+    macos: tuple[int, int] | None = None
+    """The machine's macOS version, for macosx tags; ``None`` when unknown."""
+
+
+def incompatibility(wheel: WheelName, target: Target) -> str | None:
+    """Why ``wheel`` cannot be installed for ``target``, or ``None`` when one of its tags fits."""
+    major, minor = target.python
+    if not any(_python_fits(py, abi, target.python) for py in wheel.python_tags for abi in wheel.abi_tags):
+        tags = ", ".join(f"{py}-{abi}" for py in wheel.python_tags for abi in wheel.abi_tags)
+        return f"it is built for {tags}, the environment has CPython {major}.{minor}"
+    problems = [_platform_problem(tag, target) for tag in wheel.platform_tags]
+    if any(problem is None for problem in problems):
+        return None
+    specific = [p for p in problems if p]
+    if specific:
+        return specific[0]
+    return f"it is built for {', '.join(wheel.platform_tags)}, the pack is for {target.platform}"
+
+
+def _python_fits(python_tag: str, abi: str, version: tuple[int, int]) -> bool:
+    """The rules of packaging.tags for CPython: ``py3``/``py3X`` (X <= minor), ``cp3X`` + abi."""
+    match = re.fullmatch(r"(py|cp)(\d)(\d*)", python_tag)
+    if match is None or int(match[2]) != version[0]:
+        return False
+    implementation, tag_minor = match[1], int(match[3]) if match[3] else None
+    if abi == "none":
+        if implementation == "py":
+            return tag_minor is None or tag_minor <= version[1]
+        return tag_minor == version[1]
+    if implementation != "cp" or tag_minor is None:
+        return False
+    if abi == "abi3":
+        return tag_minor <= version[1]
+    own_abi = f"cp{version[0]}{version[1]}"
+    return tag_minor == version[1] and (abi == own_abi or (abi == f"{own_abi}m" and version < (3, 8)))
+
+
+def _platform_problem(tag: str, target: Target) -> str | None:
+    """``None`` when the platform tag fits; ``""`` when it is for another platform; else why not."""
+    if tag == "any":
+        return None
+    if target.platform in _WINDOWS_PLATFORMS:
+        return None if tag == _WINDOWS_PLATFORMS[target.platform] else ""
+    for arch in _LINUX_ARCHES.get(target.platform, ()):
+        if tag == f"linux_{arch}":
+            return None
+        if tag.endswith(f"_{arch}"):
+            return _linux_problem(tag[: -len(arch) - 1], target.glibc)
+    for arch in _MACOS_ARCHES.get(target.platform, ()):
+        match = re.fullmatch(rf"macosx_(\d+)_(\d+)_{arch}", tag)
+        if match is not None:
+            needed = (int(match[1]), int(match[2]))
+            if target.macos is not None and needed > target.macos:
+                return f"it needs macOS >= {_dotted(needed)}, this machine has {_dotted(target.macos)}"
+            return None
+    return ""
+
+
+def _linux_problem(libc_tag: str, glibc: tuple[int, int] | None) -> str | None:
+    needed = _LEGACY_MANYLINUX.get(libc_tag)
+    match = re.fullmatch(r"(many|musl)linux_(\d+)_(\d+)", libc_tag)
+    if needed is None and match is None:
+        return ""
+    if match is not None and match[1] == "musl":
+        # conda-forge's python links glibc; a musl wheel only has a chance where glibc is absent.
+        return None if glibc is None else "it is built for musl libc, this machine uses glibc"
+    if needed is None and match is not None:
+        needed = (int(match[2]), int(match[3]))
+    if glibc is not None and needed is not None and needed > glibc:
+        return f"it needs glibc >= {_dotted(needed)}, this machine has glibc {_dotted(glibc)}"
+    return None
+
+
+def _dotted(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def host_target(platform: str, python: tuple[int, int]) -> Target:
+    """The target on this machine: its glibc or macOS version when the pack is for this system."""
+    glibc = macos = None
+    if platform.startswith("linux-") and sys.platform.startswith("linux"):
+        try:
+            found = os.confstr("CS_GNU_LIBC_VERSION") or ""
+        except (ValueError, OSError):
+            found = ""
+        match = re.fullmatch(r"glibc (\d+)\.(\d+).*", found)
+        glibc = (int(match[1]), int(match[2])) if match else None
+    elif platform.startswith("osx-") and sys.platform == "darwin":
+        match = re.match(r"(\d+)\.(\d+)", host.mac_ver()[0] + ".0")
+        macos = (int(match[1]), int(match[2])) if match else None
+    return Target(platform, python, glibc, macos)
+
+
+@dataclass(frozen=True)
+class PythonLayout:
+    """Where a wheel's parts go in the environment, relative to its prefix, and how scripts start."""
+
+    version: tuple[int, int]
+    site_packages: str
+    scripts: str
+    include: str
+    """Where ``.data/headers`` go, one folder per project below it."""
+    interpreter: str
+    """The interpreter for script shebangs and launchers: an absolute path at the final prefix."""
+    script_kind: str
+    """installer's launcher kind: ``posix``, ``win-amd64``, ..."""
+
+
+def python_layout(
+    conda_records: Sequence[Mapping[str, Any]], platform: str, build_dir: Path, target_prefix: Path
+) -> PythonLayout:
+    """The layout of the environment's Python, from its conda record alone."""
+    record = next((r for r in conda_records if r.get("name") == "python"), None)
+    if record is None:
+        msg = "the pack has PyPI wheels but the environment has no python conda package: add python to it"
+        raise InstallError(msg)
+    match = re.match(r"(\d+)\.(\d+)", str(record.get("version", "")))
+    if match is None:
+        msg = f"cannot tell the Python version of the python conda package {record.get('version')!r}"
+        raise InstallError(msg)
+    version = (int(match[1]), int(match[2]))
+    x_y = _dotted(version)
+    site_packages = str(record.get("python_site_packages_path") or site_packages_dir(platform, x_y))
+    if is_windows(platform):
+        interpreter, include = "python.exe", "Include"
+    else:
+        candidates = ("bin/python", f"bin/python{x_y}", f"bin/python{version[0]}")
+        interpreter = next((c for c in candidates if os.path.lexists(build_dir / c)), candidates[1])
+        include = f"include/python{x_y}"
+    return PythonLayout(
+        version,
+        site_packages,
+        bin_dir(platform),
+        include,
+        str(target_prefix / interpreter),
+        _LAUNCHER_KINDS.get(platform, "posix"),
+    )
+
+
+def install_wheels(
+    reader: PackReader,
+    names: Sequence[str],
+    build_dir: Path,
+    target_prefix: Path,
+    platform: str,
+    conda_records: Sequence[Mapping[str, Any]],
+) -> None:
+    """Check and install the wheels ``names`` (``pypi/<file>`` members of the pack) into ``build_dir``.
+
+    ``target_prefix`` is where ``build_dir`` will be moved: scripts name the interpreter there.
+    """
+    layout = python_layout(conda_records, platform, build_dir, target_prefix)
+    ordered = sorted(names, key=lambda n: PurePosixPath(n).name)
+    verify_wheels(reader, ordered, parse_pypi_sha256(reader.read_text(METADATA_FILE)))
+    check_compatible(ordered, host_target(platform, layout.version))
+    owners = _Owners(build_dir)
+    for name in ordered:
+        install_wheel(reader, name, build_dir, layout, owners)
+    logger.info("installed %d PyPI wheels", len(ordered))
+
+
+def check_compatible(names: Iterable[str], target: Target) -> None:
+    """Refuse the first wheel whose tags fit neither the platform nor the environment's Python."""
+    for name in names:
+        file_name = PurePosixPath(name).name
+        wheel = parse_wheel_name(file_name)
+        if wheel is None:
+            msg = f"the pack holds {name}, which is not a valid wheel file name"
+            raise ArchiveError(msg)
+        problem = incompatibility(wheel, target)
+        if problem is not None:
+            msg = f"wheel {file_name} cannot be installed: {problem}"
+            raise InstallError(msg)
+
+
+def verify_wheels(reader: PackReader, names: Sequence[str], expected: Mapping[str, str] | None) -> None:
+    """Check every wheel against the sha256 recorded at pack time; both lists must agree exactly."""
+    if expected is None:
+        logger.warning("warning: the pack records no wheel hashes (made by another pixi-pack?): not verified")
+        return
+    by_file = {PurePosixPath(n).name: n for n in names}
+    missing = sorted(set(expected) - set(by_file))
+    if missing:
+        msg = f"the pack is incomplete: {PYPI_DIR}/{missing[0]} is listed in {METADATA_FILE} but missing"
+        raise ArchiveError(msg)
+    for file_name, name in sorted(by_file.items()):
+        if file_name not in expected:
+            msg = f"the pack is inconsistent: {name} has no sha256 in {METADATA_FILE}"
+            raise ArchiveError(msg)
+        with reader.open(name) as stream:
+            digests = hash_stream(stream)
+        check_digests(digests, what=f"{name} in the pack", sha256=expected[file_name])
+
+
+def install_wheel(
+    reader: PackReader, name: str, build_dir: Path, layout: PythonLayout, owners: _Owners
+) -> None:
+    """Install one wheel of the pack (already checked) with pypa/installer."""
+    file_name = PurePosixPath(name).name
+    wheel = parse_wheel_name(file_name)
+    if wheel is None:
+        msg = f"the pack holds {name}, which is not a valid wheel file name"
+        raise ArchiveError(msg)
+    schemes = {
+        "purelib": layout.site_packages,
+        "platlib": layout.site_packages,
+        "scripts": layout.scripts,
+        "headers": f"{layout.include}/{wheel.name}",
+        "data": ".",
+    }
+    destination = _EnvironmentDestination(build_dir, schemes, layout, wheel=file_name, owners=owners)
+    try:
+        with reader.open(name) as stream, zipfile.ZipFile(stream) as archive:
+            archive.filename = file_name  # installer reads the project name and version from it
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                install(WheelFile(archive), destination, {"INSTALLER": f"{INSTALLER_NAME}\n".encode()})
+    except PixiPackError:
+        raise
+    except (InstallerError, ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        msg = f"could not install wheel {file_name}: {exc}"
+        raise InstallError(msg) from exc
+    for warning in caught:
+        logger.warning("warning: %s: %s", file_name, warning.message)
+
+
+class _Owners:
+    """Who put each file into the environment: conda packages (from conda-meta) and the wheels so far."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._owners: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        if self._owners is None:
+            self._owners = {}
+            for meta in sorted((self._root / "conda-meta").glob("*.json")):
+                try:
+                    record = json.loads(meta.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                owner = f"conda package {meta.stem}"
+                for path in record.get("files") or ():
+                    self._owners[str(path).replace("\\", "/")] = owner
+        return self._owners
+
+    def owner(self, relative: str) -> str | None:
+        return self._load().get(relative)
+
+    def claim(self, relative: str, wheel: str) -> None:
+        self._load()[relative] = f"wheel {wheel}"
+
+
+class _EnvironmentDestination(SchemeDictionaryDestination):
+    """installer's destination, made safe and conda-aware.
+
+    Every path must stay inside the environment; a file already there (from a conda package or an
+    earlier wheel) is replaced with a warning, as pip does; RECORD names files in other schemes by
+    relative paths, so the environment can be moved.
+    """
+
+    def __init__(
+        self, root: Path, schemes: Mapping[str, str], layout: PythonLayout, *, wheel: str, owners: _Owners
+    ) -> None:
+        self._root = Path(os.path.normpath(root))
+        scheme_dict = {scheme: os.path.normpath(self._root / path) for scheme, path in schemes.items()}
+        super().__init__(scheme_dict, layout.interpreter, cast("LauncherKind", layout.script_kind))
+        self._relative = dict(schemes)
+        self._wheel = wheel
+        self._owners = owners
+
+    def write_to_fs(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> RecordEntry:
+        target = self._checked_target(scheme, path)
+        relative = target.relative_to(self._root).as_posix()
+        if os.path.lexists(target):
+            self._replace(target, relative)
+        record = super().write_to_fs(scheme, path, stream, is_executable)
+        self._owners.claim(relative, self._wheel)
+        return record
+
+    def _checked_target(self, scheme: Scheme, path: str) -> Path:
+        target = Path(os.path.normpath(Path(self.scheme_dict[scheme]) / path))
+        inside = os.path.commonpath([self._root, target]) == str(self._root) and target != self._root
+        # A symlinked folder of a conda package must not lead a wheel's file out of the environment.
+        if inside:
+            real_root = self._root.resolve()
+            real_parent = target.parent.resolve()
+            inside = real_parent == real_root or real_root in real_parent.parents
+        if not inside:
+            msg = f"refusing wheel {self._wheel}: {path!r} would be written outside the environment"
+            raise InstallError(msg)
+        return target
+
+    def _replace(self, target: Path, relative: str) -> None:
+        if target.is_dir() and not target.is_symlink():
+            msg = f"could not install wheel {self._wheel}: {relative} is a folder in the environment"
+            raise InstallError(msg)
+        owner = self._owners.owner(relative) or "the environment"
+        logger.warning("warning: wheel %s replaces %s from %s", self._wheel, relative, owner)
+        target.unlink()
+
+    def finalize_installation(
+        self, scheme: Scheme, record_file_path: str, records: Iterable[tuple[Scheme, RecordEntry]]
+    ) -> None:
+        def prefix_for_scheme(file_scheme: Scheme) -> str | None:
+            if file_scheme == scheme:
+                return None
+            return posixpath.relpath(self._relative[file_scheme], self._relative[scheme]) + "/"
+
+        with construct_record_file(list(records), prefix_for_scheme) as record_stream:
+            self.write_to_fs(scheme, record_file_path, record_stream, is_executable=False)
