@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import ArchiveError
 from .models import CHANNEL_DIR, PACK_FORMAT_VERSION, PYPI_DIR, CondaPackage, PackMetadata, PypiPackage
+
+#: The key of ``pixi-pack.json`` that holds the sha256 of every wheel in ``pypi/``, by file name.
+PYPI_SHA256_KEY = "pypi-sha256"
 
 #: conda reads repodata records of this version; the records we write are plain PackageRecords.
 REPODATA_VERSION = 1
@@ -59,18 +63,46 @@ def environment_yml(conda: Sequence[CondaPackage], pypi: Sequence[PypiPackage] =
     lines += [f"  - {p.name}={p.version}={p.build}" for p in conda]
     if pypi:
         lines += ["  - pip:", "    - --no-index", f"    - --find-links ./{PYPI_DIR}"]
-        lines += [f"    - {p.name}=={p.version}" for p in pypi]
+        lines += [f"    - {normalize_project_name(p.name)}=={p.version}" for p in pypi]
     return "\n".join(lines) + "\n"
 
 
-def metadata_json(metadata: PackMetadata) -> str:
-    return _dumps(
-        {
-            "version": metadata.version,
-            "pixi-pack-version": metadata.pixi_pack_version,
-            "platform": metadata.platform,
-        }
-    )
+def normalize_project_name(name: str) -> str:
+    """A PyPI project name as PEP 503 (and upstream's environment.yml) writes it: ``My_Pkg`` -> ``my-pkg``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def metadata_json(metadata: PackMetadata, pypi_sha256: Mapping[str, str] | None = None) -> str:
+    """``pixi-pack.json``; with wheels, also their sha256 by file name under ``pypi-sha256``.
+
+    Upstream's pixi-unpack ignores keys it does not know, so the hashes cost it nothing.
+    """
+    data: dict[str, Any] = {
+        "version": metadata.version,
+        "pixi-pack-version": metadata.pixi_pack_version,
+        "platform": metadata.platform,
+    }
+    if pypi_sha256:
+        data[PYPI_SHA256_KEY] = dict(pypi_sha256)
+    return _dumps(data)
+
+
+def parse_pypi_sha256(text: str) -> dict[str, str] | None:
+    """The wheel hashes of a ``pixi-pack.json`` (file name -> sha256), or ``None`` when it records none."""
+    try:
+        value = json.loads(text).get(PYPI_SHA256_KEY)
+    except (ValueError, AttributeError) as exc:
+        msg = f"malformed pixi-pack.json: {exc}"
+        raise ArchiveError(msg) from exc
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v)
+        for k, v in value.items()
+    ):
+        msg = f"malformed pixi-pack.json: {PYPI_SHA256_KEY} must map wheel file names to sha256 hex digests"
+        raise ArchiveError(msg)
+    return {k: v.lower() for k, v in value.items()}
 
 
 def parse_metadata(text: str) -> PackMetadata:

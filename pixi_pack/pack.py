@@ -7,16 +7,16 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from . import __version__
 from .archive import write_tar
-from .channel import environment_yml, metadata_json, repodata_files
+from .channel import environment_yml, metadata_json, normalize_project_name, repodata_files
 from .errors import LockfileError, PixiPackError
-from .fetch import Expected, Fetcher
+from .fetch import Expected, Fetcher, is_url
 from .lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
 from .models import (
     CHANNEL_DIR,
@@ -52,8 +52,8 @@ def pack(options: PackOptions) -> None:
     try:
         fetcher = Fetcher(options.config, options.cache_dir)
         try:
-            _download(fetcher, conda, wheels, staging)
-            _write_metadata(staging, conda, wheels, subdir)
+            wheel_sha256 = _download(fetcher, conda, wheels, staging)
+            _write_metadata(staging, conda, wheels, subdir, wheel_sha256)
             _write_output(staging, options, subdir, fetcher)
         finally:
             fetcher.close()
@@ -92,22 +92,44 @@ def _select_packages(
         injected = [load_injected(p) for p in conda_paths]
         check_compatible(env.conda_packages, injected, platform=subdir)
         conda += injected
-    for path in options.inject:
-        if path.name.endswith(".whl"):
-            logger.warning(
-                "warning: injected wheel %s cannot be checked against the environment; "
-                "make sure it is compatible",
-                path.name,
-            )
-            wheels.append(PypiPackage(str(path.resolve()), path.name, path.name.split("-")[0], "", None))
+    wheels += _injected_wheels([p for p in options.inject if p.name.endswith(".whl")], wheels)
     if not conda:
         logger.warning("warning: the environment %s has no conda packages for %s", env.name, env.platform)
     return conda, wheels
 
 
+def _injected_wheels(paths: Sequence[Path], locked: Sequence[PypiPackage]) -> list[PypiPackage]:
+    """``--inject``ed wheels, named from their file names; they may not shadow a wheel of the lockfile."""
+    from .wheels import parse_wheel_name
+
+    taken = {normalize_project_name(w.name): w for w in locked}
+    injected = []
+    for path in paths:
+        parsed = parse_wheel_name(path.name)
+        if parsed is None:
+            msg = f"cannot inject {path}: not a valid wheel file name (name-version-python-abi-platform.whl)"
+            raise PixiPackError(msg)
+        clash = taken.get(parsed.name)
+        if clash is not None:
+            what = "the lockfile" if clash in locked else "another injected wheel"
+            msg = (
+                f"cannot inject {path.name}: {parsed.name} {clash.version} is already in the pack from {what}"
+            )
+            raise PixiPackError(msg)
+        logger.warning(
+            "warning: injected wheel %s cannot be checked against the environment; make sure it is compatible",
+            path.name,
+        )
+        wheel = PypiPackage(str(path.resolve()), path.name, parsed.name, parsed.version, None)
+        taken[parsed.name] = wheel
+        injected.append(wheel)
+    return injected
+
+
 def _download(
     fetcher: Fetcher, conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage], staging: Path
-) -> None:
+) -> dict[str, str]:
+    """Fetch every package into ``staging``; returns the sha256 of each wheel by file name."""
     total_bytes = sum(p.size or 0 for p in conda)
     progress = Progress("downloaded", len(conda) + len(wheels), total_bytes or None)
     logger.info(
@@ -127,15 +149,19 @@ def _download(
         )
         progress.item_done()
 
+    wheel_sha256: dict[str, str] = {}
+
     def fetch_wheel(wheel: PypiPackage) -> None:
-        fetcher.fetch(
+        digests = fetcher.fetch(
             wheel.location,
             staging / PYPI_DIR / wheel.file_name,
             what=f"{wheel.name} {wheel.version}".strip(),
             expected=Expected(wheel.sha256),
-            cache_key=f"{PYPI_DIR}/{wheel.file_name}",
+            # A local wheel without a hash may be rebuilt under the same name: never cache it.
+            cache_key=f"{PYPI_DIR}/{wheel.file_name}" if is_url(wheel.location) or wheel.sha256 else None,
             on_bytes=progress.add_bytes,
         )
+        wheel_sha256[wheel.file_name] = digests.sha256
         progress.item_done()
 
     jobs = [(fetch_conda, p) for p in conda] + [(fetch_wheel, w) for w in wheels]
@@ -150,10 +176,15 @@ def _download(
                 future.cancel()
             raise
     progress.finish()
+    return wheel_sha256
 
 
 def _write_metadata(
-    staging: Path, conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage], subdir: str
+    staging: Path,
+    conda: Sequence[CondaPackage],
+    wheels: Sequence[PypiPackage],
+    subdir: str,
+    wheel_sha256: Mapping[str, str],
 ) -> None:
     for repodata_subdir, text in repodata_files(conda, subdir).items():
         folder = staging / CHANNEL_DIR / repodata_subdir
@@ -164,11 +195,9 @@ def _write_metadata(
             "warning: the environment has PyPI wheels but no pip conda package: the conda/micromamba "
             "compatibility mode (environment.yml) will not be able to install them"
         )
-    (staging / ENVIRONMENT_FILE).write_text(
-        environment_yml(conda, [w for w in wheels if w.version]), encoding="utf-8"
-    )
+    (staging / ENVIRONMENT_FILE).write_text(environment_yml(conda, wheels), encoding="utf-8")
     metadata = PackMetadata(PACK_FORMAT_VERSION, __version__, subdir)
-    (staging / METADATA_FILE).write_text(metadata_json(metadata), encoding="utf-8")
+    (staging / METADATA_FILE).write_text(metadata_json(metadata, wheel_sha256), encoding="utf-8")
 
 
 def _write_output(staging: Path, options: PackOptions, subdir: str, fetcher: Fetcher) -> None:
