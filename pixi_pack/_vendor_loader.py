@@ -109,12 +109,15 @@ def load_bundled_zstandard(native_root: Path | None = None) -> ModuleType | None
     A build that is there but fails to load (a glibc too old, a foreign libc) counts as absent, so the
     caller can go on to the next way of decompressing.
     """
+    root = native_root or default_native_root()
     if "zstandard" in sys.modules:
-        return sys.modules["zstandard"]
+        loaded = sys.modules["zstandard"]
+        origin = getattr(loaded, "__file__", None) or ""
+        return loaded if origin.startswith(str(root)) else None
     target = running_target()
     if target is None:
         return None
-    package = (native_root or default_native_root()) / target / "zstandard"
+    package = root / target / "zstandard"
     init = package / "__init__.py"
     if not init.is_file() or not _has_loadable_extension(package):
         return None
