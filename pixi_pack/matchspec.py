@@ -22,9 +22,10 @@ Component = tuple[int, Union[int, str]]
 """A version component as ``(rank, value)``; the rank alone orders components of different kinds."""
 Segment = tuple[Component, ...]
 
+_WORD, _NUMBER = 2, 3
 _DEV: Component = (0, 0)
 _DASH: Component = (1, 0)
-_ZERO: Component = (3, 0)
+_ZERO: Component = (_NUMBER, 0)
 _POST: Component = (4, 0)
 
 _RUN = re.compile(r"[0-9]+|[A-Za-z]+")
@@ -33,13 +34,13 @@ _EPOCH = re.compile(r"([0-9]+)!")
 
 def _component(run: str) -> Component:
     if run[0].isdigit():
-        return (3, int(run))
+        return (_NUMBER, int(run))
     word = run.lower()
     if word == "dev":
         return _DEV
     if word == "post":
         return _POST
-    return (2, word)
+    return (_WORD, word)
 
 
 def _segment(text: str, pos: int) -> tuple[Segment | None, int]:
@@ -49,7 +50,7 @@ def _segment(text: str, pos: int) -> tuple[Segment | None, int]:
         pos = match.end()
     if not components:
         return None, pos
-    if components[0][0] != 3:
+    if components[0][0] != _NUMBER:
         components.insert(0, _ZERO)
     return tuple(components), pos
 
