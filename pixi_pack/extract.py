@@ -479,6 +479,7 @@ def extract_package(open_package: Callable[[], BinaryIO], file_name: str, destin
     ``destination``, and members that contradict ``info/paths.json`` are refused with an
     :class:`ArchiveError`, and whatever was written by then is removed again.
     """
+    package_format(file_name)
     with open_package() as source:
         info = read_info(source, file_name)
     expected = _expected(info, file_name)

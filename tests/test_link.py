@@ -1,0 +1,649 @@
+"""install_packages against the reference: rattler.install of the same packages, compared file by file.
+
+Our install writes into its own build folder but names rattler's prefix as the target, so every byte
+(placeholders, shebangs, entry points) must come out identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import tarfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rattler
+from builders import (
+    PLACEHOLDER,
+    BuiltPackage,
+    Directory,
+    File,
+    Symlink,
+    binary_prefix,
+    build_package,
+    executable,
+    text_prefix,
+)
+from conftest import default_packages, prefix_tree, realdata_path
+from test_extract import member, tar_bytes
+
+from pixi_pack.errors import ArchiveError, InstallError
+from pixi_pack.extract import read_info
+from pixi_pack.link import (
+    CLOBBERS_DIR,
+    HISTORY,
+    EntryPoint,
+    PythonInfo,
+    entry_point_script,
+    install_packages,
+    matchspec_name,
+    parse_has_prefix_line,
+    python_major_minor,
+    resolve_clobbers,
+    sort_topologically,
+)
+from pixi_pack.models import PackageSource
+
+PLATFORM = "linux-64"
+RECORD_FIELDS = (
+    "name",
+    "version",
+    "build",
+    "build_number",
+    "depends",
+    "constrains",
+    "subdir",
+    "noarch",
+    "sha256",
+    "md5",
+    "size",
+)
+
+
+def source_of(path: Path, record: dict[str, Any] | None = None) -> PackageSource:
+    """A PackageSource as unpack builds one: the pack's record, a fresh reader per call."""
+    if record is None:
+        with path.open("rb") as stream:
+            record = json.loads(read_info(stream, path.name).files["index.json"])
+        data = path.read_bytes()
+        record.update(
+            sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(), size=len(data)
+        )
+    return PackageSource(path.name, record, lambda: path.open("rb"))
+
+
+def built(packages: Sequence[BuiltPackage]) -> list[PackageSource]:
+    return [source_of(p.path, dict(p.record)) for p in packages]
+
+
+def rattler_install(paths: Sequence[Path], prefix: Path, cache: Path) -> float:
+    records = []
+    for path in paths:
+        record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
+        record.md5 = hashlib.md5(path.read_bytes()).digest()
+        records.append(record)
+    start = time.perf_counter()
+    asyncio.run(rattler.install(records, prefix, cache_dir=cache, show_progress=False))
+    return time.perf_counter() - start
+
+
+def ours_and_rattler(
+    tmp_path: Path, sources: Sequence[PackageSource], paths: Sequence[Path], name: str = "env"
+) -> tuple[Path, Path]:
+    """Install with rattler into ``tmp/rattler/<name>`` and with us into ``tmp/ours/<name>`` (same target)."""
+    theirs = tmp_path / "rattler" / name
+    rattler_install(paths, theirs, tmp_path / "cache")
+    ours = tmp_path / "ours" / name
+    install_packages(sources, ours, theirs, PLATFORM)
+    return ours, theirs
+
+
+def paths_data(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return sorted(document["paths_data"]["paths"], key=lambda p: p["_path"])
+
+
+def installed_tree(prefix: Path) -> dict[str, tuple[str, str]]:
+    """:func:`prefix_tree` without the folders under ``__clobbers__`` that hold no file.
+
+    rattler first links a clobbered file wherever its threads put it, then moves winners back out of
+    ``__clobbers__``, which leaves their empty folders behind depending on timing.
+    """
+    tree = prefix_tree(prefix, frozenset({"conda-meta"}))
+    files = [path for path, (kind, _) in tree.items() if kind != "dir"]
+    return {
+        path: value
+        for path, value in tree.items()
+        if not path.startswith(CLOBBERS_DIR)
+        or value[0] != "dir"
+        or any(f.startswith(path + "/") for f in files)
+    }
+
+
+def assert_same_install(ours: Path, theirs: Path, *, ordered_paths: bool = True) -> None:
+    """Same files (type, mode, content, symlink target, mtime) and same conda-meta key fields."""
+    assert installed_tree(ours) == installed_tree(theirs)
+    metas = sorted(p.name for p in (theirs / "conda-meta").glob("*.json"))
+    assert sorted(p.name for p in (ours / "conda-meta").glob("*.json")) == metas
+    for name in metas:
+        mine = json.loads((ours / "conda-meta" / name).read_text())
+        reference = json.loads((theirs / "conda-meta" / name).read_text())
+        rattler.PrefixRecord.from_path(ours / "conda-meta" / name)
+        for key in RECORD_FIELDS:
+            assert mine.get(key) == reference.get(key), (name, key)
+        assert sorted(mine["files"]) == sorted(reference["files"]), name
+        assert paths_data(mine) == paths_data(reference), name
+        if ordered_paths:
+            assert mine["files"] == reference["files"], name
+            assert mine["paths_data"] == reference["paths_data"], name
+    # Files dated by the archive (not "now", as entry points and some patched files are) keep that date.
+    recent = time.time() - 600
+    for root, dirs, files in os.walk(theirs):
+        for entry in [*dirs, *files]:
+            path = Path(root, entry)
+            rel = path.relative_to(theirs)
+            if rel.parts[0] == "conda-meta" or path.is_dir() or os.lstat(path).st_mtime > recent:
+                continue
+            assert int(os.lstat(ours / rel).st_mtime) == int(os.lstat(path).st_mtime), rel
+
+
+# --- real packages -------------------------------------------------------------------------------------
+
+REAL_SETS = {
+    "conda": [
+        "conda-fake-python-3.99.99-0.conda",
+        "_r-mutex-1.0.1-anacondar_1.tar.bz2",
+        "cph_test_data-0.0.1-0.tar.bz2",
+        "clobber-pynoarch-1-0.1.0-pyh4616a5c_0.tar.bz2",
+        "clobber-python-0.1.0-cpython.conda",
+        "clobber-with-symlink-a-0.1.0-h4616a5c_0.conda",
+        "conda-index-pkg-a-1.0-py27h5e241af_0.conda",
+        "link-scripts-0.1.0-h4616a5c_0.conda",
+        "mock-2.0.0-py37_1000.conda",
+        "my-webserver-0.1.0-pyh4616a5c_0.conda",
+        "sample_noarch_python-1.0-py_0.conda",
+        "test-package-0.1-0.tar.bz2",
+    ],
+    "tar.bz2": [
+        "conda-fake-python-3.99.99-0.conda",
+        "mock-2.0.0-py37_1000.tar.bz2",
+        "my-webserver-0.1.0-pyh4616a5c_0.tar.bz2",
+        "my-webserver-broken-0.1.0-pyh4616a5c_0.conda",
+    ],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(REAL_SETS))
+def test_real_packages_match_rattler(tmp_path: Path, variant: str) -> None:
+    folder = realdata_path("packages")
+    paths = [folder / name for name in REAL_SETS[variant]]
+    ours, theirs = ours_and_rattler(tmp_path, [source_of(p) for p in paths], paths)
+    # my-webserver and my-webserver-broken clobber each other; rattler orders paths_data by link time.
+    assert_same_install(ours, theirs, ordered_paths=variant == "conda")
+    assert (ours / "conda-meta" / "history").read_text() == HISTORY
+    assert (ours / "CACHEDIR.TAG").read_bytes() == (theirs / "CACHEDIR.TAG").read_bytes()
+
+
+def test_real_clobber_goes_to_the_last_in_dependency_order(tmp_path: Path) -> None:
+    folder = realdata_path("packages")
+    paths = [folder / name for name in REAL_SETS["tar.bz2"]]
+    ours, _ = ours_and_rattler(tmp_path, [source_of(p) for p in paths], paths)
+    init = "lib/python3.99t/site-packages/my_webserver/__init__.py"
+    broken = json.loads((ours / "conda-meta" / "my-webserver-broken-0.1.0-pyh4616a5c_0.json").read_text())
+    assert f"{CLOBBERS_DIR}/my-webserver-broken/{init}" in broken["files"]
+    entry = next(p for p in broken["paths_data"]["paths"] if p.get("original_path") == init)
+    assert entry["_path"] == f"{CLOBBERS_DIR}/my-webserver-broken/{init}"
+    assert (ours / CLOBBERS_DIR / "my-webserver-broken" / init).is_file()
+
+
+def test_real_timing_against_rattler(tmp_path: Path) -> None:
+    """Not a benchmark, a guard: the pure-Python installer stays in the same league as rattler."""
+    folder = realdata_path("packages")
+    paths = [folder / name for name in REAL_SETS["conda"]]
+    theirs = tmp_path / "rattler"
+    rattler_seconds = rattler_install(paths, theirs, tmp_path / "cache")
+    start = time.perf_counter()
+    install_packages([source_of(p) for p in paths], tmp_path / "ours", theirs, PLATFORM)
+    ours_seconds = time.perf_counter() - start
+    logging.getLogger("pixi_pack").info("install: ours %.3fs, rattler %.3fs", ours_seconds, rattler_seconds)
+    assert ours_seconds < max(10 * rattler_seconds, 2.0)
+
+
+@pytest.mark.parametrize("name", ["zlib-1.2.11-h7b6447c_3.conda", "zlib-1.2.11-h7b6447c_3.tar.bz2"])
+def test_real_broken_package_fails_cleanly(tmp_path: Path, name: str) -> None:
+    folder = realdata_path("packages")
+    good = folder / "cph_test_data-0.0.1-0.tar.bz2"
+    build = tmp_path / "build"
+    build.mkdir()
+    with pytest.raises(ArchiveError, match=re.escape("zlib-1.2.11-h7b6447c_3")):
+        install_packages(
+            [source_of(good), source_of(folder / "broken" / name)], build, tmp_path / "env", PLATFORM
+        )
+    assert list(build.iterdir()) == []
+
+
+# --- built packages ------------------------------------------------------------------------------------
+
+
+def test_default_channel_packages_match_rattler(tmp_path: Path) -> None:
+    packages = default_packages(tmp_path / "build")
+    ours, theirs = ours_and_rattler(tmp_path, built(packages), [p.path for p in packages])
+    assert_same_install(ours, theirs)
+    old = json.loads((ours / "conda-meta" / "hello-old-0.1-0.json").read_text())
+    (entry,) = old["paths_data"]["paths"]
+    assert "sha256" not in entry and len(entry["sha256_in_prefix"]) == 64  # no paths.json: hashed on install
+
+
+def test_python_and_entry_points_match_rattler(tmp_path: Path, python_channel: Any) -> None:
+    packages = list(python_channel.packages.values())
+    ours, theirs = ours_and_rattler(tmp_path, built(packages), [p.path for p in packages])
+    assert_same_install(ours, theirs)
+    script = (ours / "bin" / "pyhello").read_text()
+    assert script.startswith(f"#!{theirs}/bin/python3.")
+    assert (ours / "bin" / "pyhello").stat().st_mode & 0o777 == 0o775
+
+
+@pytest.mark.parametrize("kind", ["long", "space"])
+def test_unusual_prefixes_match_rattler(tmp_path: Path, python_channel: Any, kind: str) -> None:
+    """Long prefixes and prefixes with spaces turn shebangs into the /bin/sh trampoline."""
+    packages = [*python_channel.packages.values(), *default_packages(tmp_path / "build")]
+    name = "p" * (140 - len(str(tmp_path))) if kind == "long" else "with space"
+    ours, theirs = ours_and_rattler(tmp_path, built(packages), [p.path for p in packages], name)
+    assert_same_install(ours, theirs)
+    assert (ours / "bin" / "pyhello").read_text().startswith("#!/bin/sh\n'''exec' ")
+    assert (ours / "bin" / "hello").read_text() == f'#!/bin/sh\necho "{theirs}"\n'
+
+
+def test_clobbered_files_match_rattler(tmp_path: Path) -> None:
+    out = tmp_path / "build"
+    packages = [
+        build_package(
+            out, "top", files={"share/x.txt": "top\n", "bin/tool": executable("top")}, depends=["mid"]
+        ),
+        build_package(out, "mid", files={"share/x.txt": "mid\n", "lib/y": Symlink("z")}, depends=["base"]),
+        build_package(out, "base", files={"share/x.txt": "base\n", "lib/y": "base y", "lib/z": "z"}),
+        build_package(out, "other", files={"bin/tool": executable("other")}),
+    ]
+    ours, theirs = ours_and_rattler(tmp_path, built(packages), [p.path for p in packages])
+    assert_same_install(ours, theirs, ordered_paths=False)
+    assert (ours / "share" / "x.txt").read_text() == "top\n"
+    assert (ours / CLOBBERS_DIR / "base" / "share" / "x.txt").read_text() == "base\n"
+    assert (ours / "lib" / "y").readlink() == Path("z")
+    # "other" and "top" do not depend on each other: the roots' order decides, as in rattler.
+    assert (ours / "bin" / "tool").read_text() == (theirs / "bin" / "tool").read_text()
+
+
+def test_file_against_folder_clobber(tmp_path: Path) -> None:
+    """A file where another package has a folder: the package last in dependency order wins it all.
+
+    rattler's own result depends on which package its threads link first (sometimes it fails), so
+    this checks the layout its path resolver aims for.
+    """
+    out = tmp_path / "build"
+    packages = [
+        build_package(out, "pkga", files={"lib/f": "A", "lib/h/i": "A"}, depends=["pkgb"]),
+        build_package(out, "pkgb", files={"lib/f/g": "B", "lib/h": "B"}),
+    ]
+    env = tmp_path / "env"
+    install_packages(built(packages), env, env, PLATFORM)
+    assert (env / "lib" / "f").read_text() == "A"
+    assert (env / "lib" / "h" / "i").read_text() == "A"
+    assert (env / CLOBBERS_DIR / "pkgb" / "lib" / "f" / "g").read_text() == "B"
+    assert (env / CLOBBERS_DIR / "pkgb" / "lib" / "h").read_text() == "B"
+    meta = json.loads((env / "conda-meta" / "pkgb-1.0-0.json").read_text())
+    assert meta["files"] == [f"{CLOBBERS_DIR}/pkgb/lib/f/g", f"{CLOBBERS_DIR}/pkgb/lib/h"]
+    assert [p["original_path"] for p in meta["paths_data"]["paths"]] == ["lib/f/g", "lib/h"]
+
+
+def custom_package(
+    path: Path, payload: Sequence[tuple[tarfile.TarInfo, bytes | None]], paths: list[dict[str, Any]]
+) -> Path:
+    import bz2
+
+    index = {
+        "name": path.name.split("-")[0],
+        "version": "1",
+        "build": "0",
+        "build_number": 0,
+        "depends": [],
+        "subdir": "linux-64",
+    }
+    info = [
+        member("info/index.json", json.dumps(index).encode()),
+        member("info/paths.json", json.dumps({"paths": paths, "paths_version": 1}).encode()),
+    ]
+    path.write_bytes(bz2.compress(tar_bytes([*info, *payload])))
+    return path
+
+
+def test_hard_link_members_and_no_link_symlinks_match_rattler(tmp_path: Path) -> None:
+    text = f"prefix={PLACEHOLDER}\n".encode()
+    sha = hashlib.sha256(text).hexdigest()
+    payload = [
+        member("lib/a", text, mode=0o755, mtime=1_600_000_000),
+        member("lib/b", None, type=tarfile.LNKTYPE, linkname="lib/a", mode=0o755, mtime=1_600_000_000),
+        member("lib/c", None, type=tarfile.SYMTYPE, linkname="a", mtime=1_600_000_000),
+        member("lib/d", None, type=tarfile.SYMTYPE, linkname="c", mtime=1_600_000_000),
+    ]
+    paths = [
+        {"_path": "lib/a", "path_type": "hardlink", "sha256": sha, "size_in_bytes": len(text)},
+        {
+            "_path": "lib/b",
+            "path_type": "hardlink",
+            "sha256": sha,
+            "size_in_bytes": len(text),
+            "prefix_placeholder": PLACEHOLDER,
+            "file_mode": "text",
+        },
+        {"_path": "lib/c", "path_type": "softlink", "sha256": sha, "size_in_bytes": 1},
+        {"_path": "lib/d", "path_type": "softlink", "no_link": True, "sha256": sha, "size_in_bytes": 1},
+    ]
+    path = custom_package(tmp_path / "links-1-0.tar.bz2", payload, paths)
+    ours, theirs = ours_and_rattler(tmp_path, [source_of(path)], [path])
+    assert_same_install(ours, theirs)
+    assert (ours / "lib" / "b").read_text() == f"prefix={theirs}\n"
+    assert (ours / "lib" / "d").read_bytes() == text and not (ours / "lib" / "d").is_symlink()
+
+
+def test_directory_entries_are_created(tmp_path: Path) -> None:
+    """rattler fails on ``directory`` entries (it tries to copy them); conda creates them, so do we."""
+    package = build_package(tmp_path / "build", "dirs", files={"var/empty": Directory(), "share/a": "a"})
+    env = tmp_path / "env"
+    install_packages(built([package]), env, env, PLATFORM)
+    assert (env / "var" / "empty").is_dir()
+    meta = json.loads((env / "conda-meta" / "dirs-1.0-0.json").read_text())
+    assert {"_path": "var/empty", "path_type": "directory"} in meta["paths_data"]["paths"]
+    rattler.PrefixRecord.from_path(env / "conda-meta" / "dirs-1.0-0.json")
+
+
+# --- what we write on our own ----------------------------------------------------------------------------
+
+
+def test_conda_meta_record(tmp_path: Path) -> None:
+    packages = default_packages(tmp_path / "build")
+    env = tmp_path / "out" / "env"
+    sources = built(packages)
+    sources[1] = PackageSource(
+        sources[1].file_name,
+        {**sources[1].record, "url": "https://x/c/noarch/a.tar.bz2", "channel": "https://x/c"},
+        sources[1].open,
+    )
+    install_packages(sources, env, env, PLATFORM)
+    hello = json.loads((env / "conda-meta" / "hello-1.2.3-h0_0.json").read_text())
+    assert hello["fn"] == "hello-1.2.3-h0_0.conda"
+    assert hello["url"] == (tmp_path / "out" / "channel" / "linux-64" / "hello-1.2.3-h0_0.conda").as_uri()
+    assert "channel" not in hello and "link" not in hello and "extracted_package_dir" not in hello
+    assert hello["requested_specs"] == []
+    keys = list(hello)
+    assert keys[: keys.index("fn")] == sorted(keys[: keys.index("fn")])
+    assert keys[keys.index("fn") :] == ["fn", "url", "requested_specs", "files", "paths_data"]
+    data = json.loads((env / "conda-meta" / "hello-data-1.0-0.json").read_text())
+    assert (data["url"], data["channel"]) == ("https://x/c/noarch/a.tar.bz2", "https://x/c")
+    record = rattler.PrefixRecord.from_path(env / "conda-meta" / "hello-1.2.3-h0_0.json")
+    assert str(record.name.normalized) == "hello"
+    lib = next(p for p in hello["paths_data"]["paths"] if p["_path"] == "lib/libhello.so")
+    assert lib["file_mode"] == "binary" and lib["sha256_in_prefix"] != lib["sha256"]
+    assert lib["size_in_bytes"] == (env / "lib" / "libhello.so").stat().st_size
+
+
+def test_result_is_deterministic(tmp_path: Path) -> None:
+    packages = default_packages(tmp_path / "build")
+    first, second = tmp_path / "one", tmp_path / "two"
+    target = tmp_path / "env"
+    install_packages(built(packages), first, target, PLATFORM, workers=8)
+    install_packages(built(packages), second, target, PLATFORM, workers=1)
+    assert prefix_tree(first, frozenset()) == prefix_tree(second, frozenset())
+
+
+def test_on_installed_is_called_once_per_package(tmp_path: Path) -> None:
+    sources = built(default_packages(tmp_path / "build"))
+    seen: list[str] = []
+    install_packages(
+        sources, tmp_path / "env", tmp_path / "env", PLATFORM, on_installed=lambda s: seen.append(s.file_name)
+    )
+    assert sorted(seen) == sorted(s.file_name for s in sources)
+
+
+def test_link_scripts_are_not_run_but_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    script = '#!/bin/sh\ntouch "$PREFIX/ran"\n'
+    package = build_package(
+        tmp_path / "build", "linky", files={"bin/.linky-post-link.sh": executable(script)}
+    )
+    env = tmp_path / "env"
+    with caplog.at_level(logging.WARNING, logger="pixi_pack"):
+        install_packages(built([package]), env, env, PLATFORM)
+    assert not (env / "ran").exists()
+    assert "linky-1.0-0 has a post-link script, which is not run" in caplog.text
+
+
+def test_build_dir_must_be_empty(tmp_path: Path) -> None:
+    (tmp_path / "env").mkdir()
+    (tmp_path / "env" / "x").write_text("")
+    with pytest.raises(InstallError, match="not empty"):
+        install_packages([], tmp_path / "env", tmp_path / "env", PLATFORM)
+
+
+# --- failures ------------------------------------------------------------------------------------------
+
+
+def test_noarch_python_without_python(tmp_path: Path) -> None:
+    package = build_package(tmp_path / "b", "pure", noarch="python", files={"site-packages/pure.py": ""})
+    with pytest.raises(
+        InstallError,
+        match=re.escape(
+            "could not install pure-1.0-0: it is a noarch python package but the environment has no python"
+        ),
+    ):
+        install_packages(built([package]), tmp_path / "env", tmp_path / "env", PLATFORM)
+    assert not (tmp_path / "env").exists()
+
+
+def test_symlink_out_of_the_prefix_is_refused(tmp_path: Path) -> None:
+    package = build_package(
+        tmp_path / "b", "sneaky", files={"lib/ok": "1", "lib/escape": Symlink("../../etc/passwd")}
+    )
+    build = tmp_path / "env"
+    with pytest.raises(
+        ArchiveError,
+        match=re.escape("sneaky-1.0-0.conda holds a symlink that points outside the environment: lib/escape"),
+    ):
+        install_packages(built([package]), build, build, PLATFORM)
+    assert not build.exists()
+
+
+def test_noarch_symlink_is_checked_at_its_installed_place(
+    tmp_path: Path, python_package: BuiltPackage
+) -> None:
+    """site-packages/x -> ../../../bin/y escapes the package but not lib/pythonX.Y/site-packages/x."""
+    package = build_package(
+        tmp_path / "b",
+        "deep",
+        noarch="python",
+        files={"site-packages/link": Symlink("../../../bin/tool"), "python-scripts/tool": "t"},
+    )
+    env = tmp_path / "env"
+    install_packages(built([python_package, package]), env, env, PLATFORM)
+    version = python_package.version.rsplit(".", 1)[0]
+    assert (env / "lib" / f"python{version}" / "site-packages" / "link").read_text() == "t"
+
+
+def test_paths_json_with_parent_path_is_refused(tmp_path: Path) -> None:
+    package = build_package(tmp_path / "b", "evil", files={"../../outside": "x"})
+    with pytest.raises(ArchiveError, match=re.escape("evil-1.0-0.conda is not a valid conda package")):
+        install_packages(built([package]), tmp_path / "env", tmp_path / "env", PLATFORM)
+    assert not (tmp_path / "outside").exists()
+
+
+def test_prefix_too_long_for_binary_placeholder(tmp_path: Path) -> None:
+    package = build_package(
+        tmp_path / "b", "bin", files={"lib/x.so": binary_prefix(b"\0@PREFIX@\0", placeholder="/short")}
+    )
+    with pytest.raises(InstallError, match=r"could not install bin-1.0-0: the environment path .* is longer"):
+        install_packages(built([package]), tmp_path / "env", tmp_path / "a-much-longer-prefix", PLATFORM)
+
+
+def test_two_packages_with_the_same_name(tmp_path: Path) -> None:
+    a = build_package(tmp_path / "a", "same", "1")
+    b = build_package(tmp_path / "b", "same", "2")
+    with pytest.raises(InstallError, match="two packages named same"):
+        install_packages(built([a, b]), tmp_path / "env", tmp_path / "env", PLATFORM)
+
+
+# --- Windows targets (written here, checked by content) ---------------------------------------------------
+
+
+def test_windows_target_layout(tmp_path: Path) -> None:
+    python = build_package(tmp_path / "b", "python", "3.12.1", subdir="win-64")
+    noarch = build_package(
+        tmp_path / "b",
+        "tool",
+        noarch="python",
+        entry_points=["tool = tool.cli:main"],
+        files={
+            "site-packages/tool/__init__.py": text_prefix("HOME = r'@PREFIX@'\n"),
+            "python-scripts/helper.py": "",
+        },
+    )
+    native = build_package(
+        tmp_path / "b",
+        "native",
+        subdir="win-64",
+        files={
+            "Library/bin/x.dll": binary_prefix(b"\0@PREFIX@\0"),
+            "etc/x.cfg": text_prefix("@PREFIX@\\etc\n"),
+        },
+    )
+    env = tmp_path / "env"
+    install_packages(built([python, noarch, native]), env, Path("C:\\Users\\me\\env"), "win-64")
+    assert (
+        env / "Lib" / "site-packages" / "tool" / "__init__.py"
+    ).read_text() == "HOME = r'C:/Users/me/env'\n"
+    assert (env / "Scripts" / "helper.py").exists()
+    script = (env / "Scripts" / "tool-script.py").read_text()
+    assert script == entry_point_script(EntryPoint("tool", "tool.cli", "main"), "")
+    assert script.startswith("\n# -*- coding: utf-8 -*-\n")
+    assert (env / "Library" / "bin" / "x.dll").read_bytes() == b"\0" + PLACEHOLDER.encode() + b"\0"
+    assert (env / "etc" / "x.cfg").read_text() == "C:/Users/me/env\\etc\n"
+    meta = json.loads((env / "conda-meta" / "tool-1.0-0.json").read_text())
+    assert {
+        "_path": "Scripts/tool-script.py",
+        "path_type": "windows_python_entry_point_script",
+    }.items() <= next(
+        p for p in meta["paths_data"]["paths"] if p["_path"] == "Scripts/tool-script.py"
+    ).items()
+
+
+# --- pure parts --------------------------------------------------------------------------------------------
+
+
+def test_entry_point_script_matches_rattler_template() -> None:
+    script = entry_point_script(
+        EntryPoint("jupyter-lab", "jupyterlab.labapp", "main"), "#!/prefix/bin/python3.11"
+    )
+    assert script == (
+        "#!/prefix/bin/python3.11\n# -*- coding: utf-8 -*-\nimport re\nimport sys\n\n"
+        "from jupyterlab.labapp import main\n\nif __name__ == '__main__':\n"
+        "\tsys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n\tsys.exit(main())\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("3.11.7", (3, 11)),
+        ("5!3.12.0rc1", (3, 12)),
+        ("3.99.99", (3, 99)),
+        ("3", None),
+        ("3.12rc1", None),
+        ("3a.1", None),
+    ],
+)
+def test_python_major_minor(version: str, expected: tuple[int, int] | None) -> None:
+    assert python_major_minor(version) == expected
+
+
+def test_python_info_site_packages_override() -> None:
+    info = PythonInfo.from_record(
+        {"version": "3.13.1", "python_site_packages_path": "lib/python3.13t/site-packages"}, "linux-64"
+    )
+    assert info.target_path("site-packages/a/b.py") == "lib/python3.13t/site-packages/a/b.py"
+    assert info.target_path("python-scripts/x") == "bin/x"
+    assert info.target_path("info/other") == "info/other"
+    assert (
+        PythonInfo.from_record({"version": "3.12.0"}, "win-64").target_path("site-packages/a")
+        == "Lib/site-packages/a"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        ("python >=3.8", "python"),
+        ("numpy", "numpy"),
+        ("Foo==1", "foo"),
+        ("pkg[version='>1']", "pkg"),
+        ("a;b", "a"),
+    ],
+)
+def test_matchspec_name(spec: str, name: str) -> None:
+    assert matchspec_name(spec) == name
+
+
+def test_has_prefix_lines() -> None:
+    assert parse_has_prefix_line("bin/x", "p") == ("/opt/anaconda1anaconda2anaconda3", "text", "bin/x")
+    assert parse_has_prefix_line('/opt/p binary "lib/a b.so"', "p") == ("/opt/p", "binary", "lib/a b.so")
+    with pytest.raises(ArchiveError):
+        parse_has_prefix_line("a b", "p")
+
+
+def test_topological_sort_matches_rattler() -> None:
+    rng = random.Random(1234)
+    for _ in range(60):
+        names = [f"p{i}" for i in range(rng.randint(1, 9))]
+        pool = [*names, "virtual"]
+        depends = {n: rng.sample(pool, rng.randint(0, min(3, len(pool)))) for n in names}
+        noarch = {n: rng.random() < 0.3 for n in names}
+        records = [
+            rattler.PackageRecord(
+                n,
+                "1",
+                rattler.BuildString("0"),
+                0,
+                "noarch" if noarch[n] else "linux-64",
+                noarch=rattler.NoArchType("python") if noarch[n] else None,
+                depends=[f"{d} >=1" for d in depends[n]],
+            )
+            for n in names
+        ]
+        rng.shuffle(records)
+        expected = [r.name.normalized for r in rattler.PackageRecord.sort_topologically(records)]
+        assert (
+            sort_topologically(sorted(names), {n: [f"{d} >=1" for d in depends[n]] for n in names}, noarch)
+            == expected
+        )
+
+
+def test_resolve_clobbers_rules() -> None:
+    owned = {"a": ["x", "d/f"], "b": ["x", "d"], "c": ["y"]}
+    live = resolve_clobbers(["a", "b", "c"], owned)
+    assert live == {("b", "x"), ("b", "d"), ("c", "y")}
+    live = resolve_clobbers(["b", "a", "c"], owned)
+    assert live == {("a", "x"), ("a", "d/f"), ("c", "y")}
+
+
+def test_placeholder_file_is_the_only_write(tmp_path: Path) -> None:
+    """Text files are rewritten in memory and written once, already patched (no temp copies left)."""
+    package = build_package(
+        tmp_path / "b", "t", files={"share/t": File(f"{PLACEHOLDER}\n", placeholder=PLACEHOLDER)}
+    )
+    env = tmp_path / "env"
+    install_packages(built([package]), env, tmp_path / "final", PLATFORM)
+    assert (env / "share" / "t").read_text() == f"{tmp_path / 'final'}\n"
+    assert sorted(p.name for p in (env / "share").iterdir()) == ["t"]
