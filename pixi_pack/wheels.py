@@ -28,6 +28,7 @@ from installer import install
 from installer.destinations import SchemeDictionaryDestination
 from installer.exceptions import InstallerError
 from installer.records import RecordEntry
+from installer.scripts import Script
 from installer.sources import WheelFile
 from installer.utils import Scheme, construct_record_file
 
@@ -39,7 +40,7 @@ from .models import METADATA_FILE, PYPI_DIR
 from .platforms import bin_dir, is_windows, site_packages_dir
 
 if TYPE_CHECKING:
-    from installer.scripts import LauncherKind
+    from installer.scripts import LauncherKind, ScriptSection
 
 logger = logging.getLogger("pixi_pack")
 
@@ -68,6 +69,8 @@ _MACOS_ARCHES = {
 }
 _WINDOWS_PLATFORMS = {"win-64": "win_amd64", "win-32": "win32", "win-arm64": "win_arm64"}
 _LAUNCHER_KINDS = {"win-64": "win-amd64", "win-32": "win-ia32", "win-arm64": "win-arm64"}
+# installer >= 1.0 starts gui scripts with pythonw.exe itself; 0.7 (bundled in the zipapp) does not.
+_INSTALLER_PICKS_PYTHONW = hasattr(Script, "_get_alternate_executable")
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
 
@@ -330,7 +333,11 @@ def install_wheel(
         msg = f"could not install wheel {file_name}: {exc}"
         raise InstallError(msg) from exc
     for warning in caught:
-        logger.warning("warning: %s: %s", file_name, warning.message)
+        # installer's own deprecations concern us, not the user.
+        developer = issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning))
+        logger.log(
+            logging.DEBUG if developer else logging.WARNING, "warning: %s: %s", file_name, warning.message
+        )
 
 
 class _Owners:
@@ -383,9 +390,22 @@ class _EnvironmentDestination(SchemeDictionaryDestination):
         relative = target.relative_to(self._root).as_posix()
         if os.path.lexists(target):
             self._replace(target, relative)
-        record = super().write_to_fs(scheme, path, stream, is_executable)
+        # As pip does: whatever lands in the scripts folder can be run, whatever its mode in the zip.
+        executable = is_executable or scheme == "scripts"
+        record = super().write_to_fs(scheme, path, stream, executable)
         self._owners.claim(relative, self._wheel)
         return record
+
+    def write_script(self, name: str, module: str, attr: str, section: ScriptSection) -> RecordEntry:
+        if section != "gui" or self.script_kind == "posix" or _INSTALLER_PICKS_PYTHONW:
+            return super().write_script(name, module, attr, section)
+        console = self.interpreter
+        folder, _, exe = console.replace("\\", "/").rpartition("/")
+        self.interpreter = console[: len(folder) + 1] + exe.replace("python", "pythonw")
+        try:
+            return super().write_script(name, module, attr, section)
+        finally:
+            self.interpreter = console
 
     def _checked_target(self, scheme: Scheme, path: str) -> Path:
         target = Path(os.path.normpath(Path(self.scheme_dict[scheme]) / path))
