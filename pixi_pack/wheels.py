@@ -218,6 +218,12 @@ class PythonLayout:
     """installer's launcher kind: ``posix``, ``win-amd64``, ..."""
 
 
+def python_version(record: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(3, 12)`` from a python conda record's version ``3.12.1``; ``None`` if it does not say."""
+    match = re.match(r"(\d+)\.(\d+)", str(record.get("version", "")))
+    return (int(match[1]), int(match[2])) if match else None
+
+
 def python_layout(
     conda_records: Sequence[Mapping[str, Any]], platform: str, build_dir: Path, target_prefix: Path
 ) -> PythonLayout:
@@ -226,11 +232,10 @@ def python_layout(
     if record is None:
         msg = "the pack has PyPI wheels but the environment has no python conda package: add python to it"
         raise InstallError(msg)
-    match = re.match(r"(\d+)\.(\d+)", str(record.get("version", "")))
-    if match is None:
+    version = python_version(record)
+    if version is None:
         msg = f"cannot tell the Python version of the python conda package {record.get('version')!r}"
         raise InstallError(msg)
-    version = (int(match[1]), int(match[2]))
     x_y = _dotted(version)
     site_packages = str(record.get("python_site_packages_path") or site_packages_dir(platform, x_y))
     if is_windows(platform):

@@ -536,6 +536,30 @@ def test_injected_wheels_are_named_from_their_file_names(
     assert "not a valid wheel file name" in capsys.readouterr().err
 
 
+def test_injected_wheels_are_checked_against_the_locked_python(
+    tmp_path: Path, http_server: HttpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    python = build_package(tmp_path / "build", "python", "3.11.7", "h0_0", files={"bin/python3.11": ""})
+    write_channel(http_server.root / "channel", [python])
+    channel_url = http_server.url_for("channel")
+    project = tmp_path / "project"
+    write_lock(project / "pixi.lock", {"default": {"linux-64": [conda(python, channel_url)]}}, [channel_url])
+    out = tmp_path / "environment.tar"
+    for tag, problem in [
+        (
+            "cp312-cp312-manylinux_2_17_x86_64",
+            "it is built for cp312-cp312, the environment has CPython 3.11",
+        ),
+        ("cp311-cp311-win_amd64", "it is built for win_amd64, the pack is for linux-64"),
+    ]:
+        wheel = build_wheel(tmp_path / "inject", "fast", "1.0", tag=tag)
+        assert pack_main([str(project), "-p", "linux-64", "-o", str(out), "--inject", str(wheel.path)]) == 1
+        assert f"error: cannot inject {wheel.file_name}: {problem}" in capsys.readouterr().err
+        assert not out.exists()
+    fits = build_wheel(tmp_path / "inject", "fast", "1.0", tag="cp311-abi3-manylinux_2_17_x86_64")
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out), "--inject", str(fits.path)]) == 0
+
+
 # --- compatibility mode and real lockfiles ------------------------------------------------------------
 
 
