@@ -92,16 +92,22 @@ def _select_packages(
         injected = [load_injected(p) for p in conda_paths]
         check_compatible(env.conda_packages, injected, platform=subdir)
         conda += injected
-    wheels += _injected_wheels([p for p in options.inject if p.name.endswith(".whl")], wheels)
+    wheels += _injected_wheels([p for p in options.inject if p.name.endswith(".whl")], wheels, conda, subdir)
     if not conda:
         logger.warning("warning: the environment %s has no conda packages for %s", env.name, env.platform)
     return conda, wheels
 
 
-def _injected_wheels(paths: Sequence[Path], locked: Sequence[PypiPackage]) -> list[PypiPackage]:
-    """``--inject``ed wheels, named from their file names; they may not shadow a wheel of the lockfile."""
-    from .wheels import parse_wheel_name
+def _injected_wheels(
+    paths: Sequence[Path], locked: Sequence[PypiPackage], conda: Sequence[CondaPackage], subdir: str
+) -> list[PypiPackage]:
+    """``--inject``ed wheels, named from their file names; they may not shadow a wheel of the lockfile.
 
+    Their tags are checked against the platform and the environment's python now, as pixi-unpack would.
+    """
+    from .wheels import Target, incompatibility, parse_wheel_name, python_version
+
+    python = next((python_version(p.record) for p in conda if p.name == "python"), None)
     taken = {normalize_project_name(w.name): w for w in locked}
     injected = []
     for path in paths:
@@ -115,6 +121,10 @@ def _injected_wheels(paths: Sequence[Path], locked: Sequence[PypiPackage]) -> li
             msg = (
                 f"cannot inject {path.name}: {parsed.name} {clash.version} is already in the pack from {what}"
             )
+            raise PixiPackError(msg)
+        problem = incompatibility(parsed, Target(subdir, python)) if python is not None else None
+        if problem is not None:
+            msg = f"cannot inject {path.name}: {problem}"
             raise PixiPackError(msg)
         logger.warning(
             "warning: injected wheel %s cannot be checked against the environment; make sure it is compatible",
