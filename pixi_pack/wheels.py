@@ -277,7 +277,7 @@ def install_wheels(
 
 
 def check_compatible(names: Iterable[str], target: Target) -> None:
-    """Refuse the first wheel whose tags fit neither the platform nor the environment's Python."""
+    """Refuse the first wheel none of whose tags fits both the platform and the environment's Python."""
     for name in names:
         file_name = PurePosixPath(name).name
         wheel = parse_wheel_name(file_name)

@@ -344,6 +344,16 @@ def test_incompatible_wheel_is_refused_before_anything_is_installed(tmp_path: Pa
         _install(tmp_path / "again", [old])
 
 
+def test_a_broken_wheel_is_a_clear_error(tmp_path: Path) -> None:
+    wheel = _tool_wheel(tmp_path / "wheels")
+    broken = tmp_path / "broken" / "broken-1.0-py3-none-any.whl"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a zip")
+    fake = BuiltWheel(broken, broken.name, "broken", "1.0", hashlib.sha256(b"not a zip").hexdigest())
+    with pytest.raises(InstallError, match=r"could not install wheel broken-1\.0-py3-none-any\.whl: .*zip"):
+        _install(tmp_path, [wheel, fake])
+
+
 def test_a_wheel_cannot_write_outside_the_environment(tmp_path: Path) -> None:
     evil = build_wheel(tmp_path / "wheels", "evil", "1.0", modules={"../../../../escape.py": "x = 1\n"})
     with pytest.raises(InstallError, match="would be written outside the environment"):
