@@ -150,6 +150,8 @@ try {{
     }}
     # The zipapp unpacks its dependencies into SHIV_ROOT: a temporary one, removed on the way out.
     $env:SHIV_ROOT = Join-Path $tmp 'shiv'
+    # Windows PowerShell turns redirected stderr lines into errors: progress there must not stop us.
+    $ErrorActionPreference = 'Continue'
     $pythonArgs = $python.Args
     & $python.Exe @pythonArgs -I $pyz unpack --payload-offset 0 --payload-length $PayloadLength --payload-sha256 $PayloadSha256 $pyz @args
     $status = $LASTEXITCODE
