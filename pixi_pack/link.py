@@ -24,9 +24,10 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -59,6 +60,9 @@ CACHEDIR_TAG = (
 _MATCHSPEC_NAME_END = re.compile(r"[\s><=!~;\[]")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _VERSION_SEGMENTS = re.compile(r"[._-]")
+#: Files up to this size are read into memory and written by the writer threads.
+_SMALL_FILE = 512 << 10
+_PENDING_WRITES = 256
 
 
 # --- what a package holds -----------------------------------------------------------------------------
@@ -519,6 +523,10 @@ class _Context:
     platform: str
     python: PythonInfo | None
     known_dirs: set[str]
+    writes: ThreadPoolExecutor
+    """Creating a file costs far more than reading it from the archive: small files are written here."""
+    write_slots: threading.BoundedSemaphore
+    """Bounds the small files held in memory while they wait for a writer."""
 
 
 @dataclass
@@ -551,6 +559,7 @@ class _PackageInstaller:
         self.file_meta: dict[str, tuple[int, int]] = {}
         self.deferred: list[tuple[Member, PathEntry]] = []
         self.deferred_paths: set[str] = set()
+        self.pending: list[Future[None]] = []
         about = package.info.about_mtime
         self.patched_mtime = float(about + 1) if about is not None else time.time()
 
@@ -562,9 +571,12 @@ class _PackageInstaller:
         for entry in self.package.entries:
             if entry.path_type == "directory":
                 self.writer.make_dirs(self.package.final[entry.path])
-        with self.package.source.open() as stream, iter_payload(stream, self.file_name) as members:
-            for member, data in members:
-                self._member(member, data)
+        try:
+            with self.package.source.open() as stream, iter_payload(stream, self.file_name) as members:
+                for member, data in members:
+                    self._member(member, data)
+        finally:
+            self._wait_for_writes()
         missing = sorted(set(self.by_path) - set(self.written) - self.deferred_paths)
         if missing:
             raise _invalid(
@@ -636,14 +648,19 @@ class _PackageInstaller:
             content = data if isinstance(data, bytes) else data.read()
             self._patched(member, entry, installed, content)
             return
-        if entry.sha256 is None:
+        if not isinstance(data, bytes) and member.size <= _SMALL_FILE:
+            data = data.read()
+        if isinstance(data, bytes):
+            digest = entry.sha256 or hashlib.sha256(data).hexdigest()
+            size = entry.size if entry.size is not None and entry.sha256 else len(data)
+            self._write_soon(installed, data, member.mode, member.mtime)
+        elif entry.sha256 is None:
             hashing = _HashingReader(data)
             self.writer.write(installed, cast(BinaryIO, hashing), member.mode, member.mtime)
             digest, size = hashing.hexdigest(), hashing.size
         else:
             self.writer.write(installed, data, member.mode, member.mtime)
-            known_size = len(data) if isinstance(data, bytes) else member.size
-            digest, size = entry.sha256, entry.size if entry.size is not None else known_size
+            digest, size = entry.sha256, entry.size if entry.size is not None else member.size
         in_prefix = None if digest == entry.sha256 else digest
         self.written[member.path] = _Written(entry, installed, "hardlink", entry.sha256, in_prefix, size)
 
@@ -653,14 +670,39 @@ class _PackageInstaller:
         new = replace_prefix(
             content, entry.placeholder, context.target_prefix, entry.file_mode or "text", context.platform
         )
-        self.writer.write(installed, new, member.mode, self.patched_mtime)
         if _needs_codesign(context.platform, entry, member.mode, content, new):
+            self.writer.write(installed, new, member.mode, self.patched_mtime)
             new = _codesign(self.writer.path(installed), self.package.dist)
+        else:
+            self._write_soon(installed, new, member.mode, self.patched_mtime)
         digest = hashlib.sha256(new).hexdigest()
         in_prefix = None if digest == entry.sha256 else digest
         self.written[member.path] = _Written(
             entry, installed, "hardlink", entry.sha256, in_prefix, len(new), True
         )
+
+    def _write_soon(self, installed: str, data: bytes, mode: int, mtime: float) -> None:
+        """Hand a file to the writer threads; :meth:`_wait_for_writes` collects the outcome."""
+        slots = self.context.write_slots
+        slots.acquire()
+
+        def write() -> None:
+            try:
+                self.writer.write(installed, data, mode, mtime)
+            finally:
+                slots.release()
+
+        try:
+            self.pending.append(self.context.writes.submit(write))
+        except BaseException:
+            slots.release()
+            raise
+
+    def _wait_for_writes(self) -> None:
+        pending, self.pending = self.pending, []
+        errors = [error for error in (future.exception() for future in pending) if error is not None]
+        if errors:
+            raise errors[0]
 
     def _finish_deferred(self) -> None:
         """Hard-link members and ``no_link`` symlinks: both need another member's original bytes."""
@@ -989,12 +1031,16 @@ def _install(
     workers: int,
     on_installed: Callable[[PackageSource], None] | None,
 ) -> None:
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixi-unpack-install") as pool:
+    with (
+        ThreadPoolExecutor(workers, "pixi-unpack-install") as pool,
+        ThreadPoolExecutor(2 * workers, "pixi-unpack-write") as writes,
+    ):
         loaded = _run_all(pool, packages, load_package)
         python = _python_info(loaded, platform)
         ordered = plan_paths(loaded, python, platform)
         _warn_link_scripts(ordered, platform)
-        context = _Context(build_dir, str(target_prefix), platform, python, set())
+        slots = threading.BoundedSemaphore(_PENDING_WRITES)
+        context = _Context(build_dir, str(target_prefix), platform, python, set(), writes, slots)
         _prepare_prefix(context)
         by_source = {id(p.source): p for p in ordered}
 
