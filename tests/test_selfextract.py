@@ -260,6 +260,23 @@ def test_python_runs_the_file_as_a_zipapp(fake_zipapp: Path, tmp_path: Path) -> 
     assert json.loads(report_path.read_text())["args"] == ["hello"]
 
 
+def test_zipapp_found_after_a_huge_payload(tmp_path: Path) -> None:
+    """Zip readers find the zipapp even past 4 GiB of payload (a sparse file here)."""
+    script = tmp_path / "huge.sh"
+    with open(script, "wb") as out:
+        out.write(selfextract.render_sh_stub(sha256="0" * 64, length=5 << 30))
+        out.seek(5 << 30, os.SEEK_CUR)
+        out.write(zipapp_path().read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-I", str(script), "--version"],
+        env={"SHIV_ROOT": str(tmp_path / "shiv")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.split()[0]) == (0, "pixi-pack"), result.stderr
+
+
 # --- the PowerShell script -----------------------------------------------------------------------
 
 

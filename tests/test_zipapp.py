@@ -25,7 +25,8 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEEL_CACHE = ROOT / "build" / "zipapp-wheels"
+WHEEL_CACHE = Path(tempfile.gettempdir()) / "pixi-pack-test-zipapp" / "wheels"
+"""Outside the work tree, so a fresh clone on the same machine (CI) doesn't download the wheels again."""
 NATIVE = "site-packages/_pixi_pack_native"
 PYTHON_TAGS = ("cp39", "cp310", "cp311", "cp312", "cp313")
 NATIVE_PLATFORMS = (
