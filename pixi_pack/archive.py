@@ -127,9 +127,15 @@ class PackReader:
                 with tarfile.open(fileobj=raw, mode="r:") as tar:
                     for member in tar:
                         self._add(member)
+                    end = tar.offset
             except tarfile.TarError as exc:
                 msg = f"{self.path} is not a valid pack: {exc} (is the file complete?)"
                 raise ArchiveError(msg) from exc
+            # tarfile stops quietly at a missing header; a complete tar ends with two zero blocks.
+            raw.seek(end)
+            if raw.read(2 * _BLOCK) != bytes(2 * _BLOCK):
+                msg = f"{self.path} is truncated: the tar has no end-of-archive marker (download it again)"
+                raise ArchiveError(msg)
 
     def _add(self, member: tarfile.TarInfo) -> None:
         name = safe_member_name(member.name)
