@@ -568,26 +568,29 @@ class _PackageInstaller:
         return self.package.source.file_name
 
     def run(self) -> list[dict[str, Any]]:
-        for entry in self.package.entries:
-            if entry.path_type == "directory":
-                self.writer.make_dirs(self.package.final[entry.path])
+        """Write the package's files; returns its ``paths_data`` entries, sorted like rattler's."""
         try:
+            for entry in self.package.entries:
+                if entry.path_type == "directory":
+                    self.writer.make_dirs(self.package.final[entry.path])
             with self.package.source.open() as stream, iter_payload(stream, self.file_name) as members:
                 for member, data in members:
                     self._member(member, data)
-        finally:
             self._wait_for_writes()
-        missing = sorted(set(self.by_path) - set(self.written) - self.deferred_paths)
-        if missing:
-            raise _invalid(
-                self.file_name, f"info/paths.json lists {missing[0]} but the archive does not hold it"
-            )
-        self._finish_deferred()
-        items = [_paths_item(w, self.package.final[w.entry.path]) for w in self.written.values()]
+            missing = sorted(set(self.by_path) - set(self.written) - self.deferred_paths)
+            if missing:
+                what = f"info/paths.json lists {missing[0]} but the archive does not hold it"
+                raise _invalid(self.file_name, what)
+            self._finish_deferred()
+            items = self._write_entry_points()
+            self._wait_for_writes()
+        except BaseException:
+            self._wait_for_writes(report=False)
+            raise
+        items += [_paths_item(w, self.package.final[w.entry.path]) for w in self.written.values()]
         for entry in self.package.entries:
             if entry.path_type == "directory":
                 items.append({"_path": self.package.final[entry.path], "path_type": "directory"})
-        items.extend(self._write_entry_points())
         return sorted(items, key=lambda item: item["_path"].split("/"))
 
     def _destination(self, entry: PathEntry) -> str:
@@ -698,10 +701,11 @@ class _PackageInstaller:
             slots.release()
             raise
 
-    def _wait_for_writes(self) -> None:
+    def _wait_for_writes(self, *, report: bool = True) -> None:
+        """Wait for the files handed to the writer threads; raise the first failure if ``report``."""
         pending, self.pending = self.pending, []
         errors = [error for error in (future.exception() for future in pending) if error is not None]
-        if errors:
+        if errors and report:
             raise errors[0]
 
     def _finish_deferred(self) -> None:
@@ -768,7 +772,7 @@ class _PackageInstaller:
             "softlink",
             entry.sha256,
             None if entry.sha256 else digest,
-            entry.size or len(content),
+            entry.size if entry.size is not None else len(content),
         )
 
     def _write_entry_points(self) -> list[dict[str, Any]]:
@@ -776,9 +780,10 @@ class _PackageInstaller:
         if not package.noarch_python or context.python is None:
             return []
         items = []
+        windows = is_windows_platform(context.platform)
+        prefix = prefix_for_platform(context.target_prefix, context.platform).rstrip("/")
+        python = f"{prefix}/{context.python.executable}"
         for point in package.entry_points:
-            python = f"{prefix_for_platform(context.target_prefix, context.platform).rstrip('/')}/{context.python.executable}"
-            windows = is_windows_platform(context.platform)
             script = entry_point_script(point, "" if windows else python_shebang(python)).encode()
             for path in entry_point_paths(point, context.python, context.platform):
                 installed = package.installed[path]
