@@ -205,11 +205,11 @@ class Fetcher:
         parts = urlsplit(url)
         if parts.scheme == "s3":
             location = s3.locate(url, self._config.s3_options)
-            credentials = s3.credentials_from(self._auth.get(f"s3://{parts.netloc}"))
-            if credentials is None:  # a public bucket
+            s3_credentials = s3.credentials_from(self._auth.get(f"s3://{parts.netloc}"))
+            if s3_credentials is None:  # a public bucket
                 return location.url, {}
             now = datetime.datetime.now(datetime.timezone.utc)
-            return location.url, s3.sign_get(location.url, location.region, credentials, now)
+            return location.url, s3.sign_get(location.url, location.region, s3_credentials, now)
         credentials = _credentials_for(self._auth, parts.hostname or "")
         if credentials is None:
             return url, {}
