@@ -270,12 +270,15 @@ def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[tarfile.T
 
 
 def _iter_tar(tar: tarfile.TarFile, file_name: str) -> Iterator[tarfile.TarInfo]:
-    with _reading(file_name):
-        while True:
-            info = tar.next()
-            if info is None:
-                return
-            yield info
+    # Iterating the TarFile (not calling next() again after the end) keeps Python 3.9's stream
+    # reader from seeking backwards at the end of an empty archive.
+    members = iter(tar)
+    while True:
+        with _reading(file_name):
+            info = next(members, None)
+        if info is None:
+            return
+        yield info
 
 
 def read_info(source: BinaryIO, file_name: str) -> PackageInfo:
