@@ -5,8 +5,8 @@ supported interpreter and platform, as one reproducible shiv zipapp.
 
 Every wheel is pinned below by file name and sha256 and resolved for Python 3.9, the oldest we support,
 so the zipapp runs on 3.9-3.14. Pure-Python code goes into the zipapp's one site-packages; each
-zstandard build goes into ``_pixi_pack_native/<target>/zstandard`` (see ``pixi_pack/_vendor_loader.py``),
-its ELF files cut down to what the loader maps. Two builds of the same sources are byte-identical:
+zstandard build goes into ``_pixi_pack_native/<target>/zstandard`` beside it (see
+``pixi_pack/_vendor_loader.py``), its ELF files cut down to what the loader maps. Two builds of the same sources are byte-identical:
 sorted entries, fixed times (SOURCE_DATE_EPOCH, else shiv's 1980 default), fixed modes.
 """
 
@@ -211,18 +211,19 @@ def strip_elf(data: bytes) -> bytes:
     return bytes(stripped)
 
 
-def stage(site_packages: Path, wheels: Mapping[str, Path], source: Path) -> None:
-    """Lay out the zipapp's site-packages: pure wheels, pixi_pack's sources, the zstandard builds."""
+def stage(tree: Path, wheels: Mapping[str, Path], source: Path) -> None:
+    """Lay out the zipapp's files in ``tree``: ``site-packages/`` (pure wheels, pixi_pack's sources),
+    which shiv extracts at start-up, and ``_pixi_pack_native/<target>/zstandard``, which it doesn't."""
+    site_packages = tree / "site-packages"
     site_packages.mkdir(parents=True)
-    discard = site_packages.parent / "discard"
     for name, path in sorted(wheels.items()):
         if name.startswith("zstandard-"):
-            _stage_zstandard(site_packages / NATIVE_DIR / native_target(name), path)
+            _stage_zstandard(tree / NATIVE_DIR / native_target(name), path)
         else:
-            _install_pure(path, site_packages, discard)
+            _install_pure(path, site_packages, tree.parent / "discard")
     with zipfile.ZipFile(wheels[min(n for n in wheels if n.startswith("zstandard-"))]) as wheel:
         license_name = next(n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE"))
-        (site_packages / ZSTANDARD_LICENSE).write_bytes(wheel.read(license_name))
+        (tree / ZSTANDARD_LICENSE).write_bytes(wheel.read(license_name))
     for path in sorted((source / "pixi_pack").rglob("*")):
         relative = path.relative_to(source)
         if path.is_file() and _is_source(relative):
@@ -276,11 +277,11 @@ def build_epoch() -> int:
     return int(os.environ.get("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH_DEFAULT))
 
 
-def write_zipapp(site_packages: Path, target: Path, epoch: int) -> None:
-    """Write the shiv zipapp of ``site_packages`` with shiv's bootstrap, deterministically.
+def write_zipapp(tree: Path, target: Path, epoch: int) -> None:
+    """Write the shiv zipapp of the files in ``tree``, with shiv's bootstrap, deterministically.
 
-    shiv's own ``create_archive`` takes file modes from the disk and lists its bootstrap in directory
-    order; this writes the same layout with both fixed.
+    shiv's own ``create_archive`` takes file modes from the disk, lists its bootstrap in directory order
+    and puts everything under ``site-packages/``; this writes the same layout with all three fixed.
     """
     import shiv
     import shiv.bootstrap
@@ -290,9 +291,7 @@ def write_zipapp(site_packages: Path, target: Path, epoch: int) -> None:
 
     moment = time.gmtime(max(epoch, 315532800))
     date_time = (moment.tm_year, moment.tm_mon, moment.tm_mday, moment.tm_hour, moment.tm_min, moment.tm_sec)
-    files = sorted(
-        (p.relative_to(site_packages).as_posix(), p) for p in site_packages.rglob("*") if p.is_file()
-    )
+    files = sorted((p.relative_to(tree).as_posix(), p) for p in tree.rglob("*") if p.is_file())
     build_id = hashlib.sha256()
     for relative, path in files:
         build_id.update(path.read_bytes())
@@ -310,7 +309,7 @@ def write_zipapp(site_packages: Path, target: Path, epoch: int) -> None:
         out.write(f"#!{SHEBANG}\n".encode())
         with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
             for relative, path in files:
-                _add(archive, f"site-packages/{relative}", path.read_bytes(), date_time)
+                _add(archive, relative, path.read_bytes(), date_time)
             for path in sorted(bootstrap.glob("*.py")):
                 _add(archive, f"_bootstrap/{path.name}", path.read_bytes(), date_time)
             _add(archive, "environment.json", environment.to_json().encode(), date_time)
@@ -332,11 +331,11 @@ def build(output: Path = DEFAULT_OUTPUT, cache: Path = DEFAULT_CACHE, source: Pa
     wheels = fetch_wheels(pinned_wheels(), cache)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pixi-pack-zipapp-") as work:
-        site_packages = Path(work) / "site-packages"
-        stage(site_packages, wheels, source)
+        tree = Path(work) / "tree"
+        stage(tree, wheels, source)
         partial = output.with_name(f".{output.name}.{os.getpid()}.part")
         try:
-            write_zipapp(site_packages, partial, build_epoch())
+            write_zipapp(tree, partial, build_epoch())
             os.replace(partial, output)
         finally:
             partial.unlink(missing_ok=True)

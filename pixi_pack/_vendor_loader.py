@@ -2,17 +2,22 @@
 
 zstandard has no abi3 build, and one site-packages cannot hold every build we ship: macOS x86_64 and
 arm64 (and musl and glibc Linux before 3.11) use the same file names. So ``build_zipapp.py`` puts each
-build's ``zstandard`` package in a folder of its own, ``_pixi_pack_native/<target>/zstandard``, and this
-module imports the one that matches. A source checkout or a pip install has no such folder and gets
-``None``.
+build's ``zstandard`` package in a folder of its own, ``_pixi_pack_native/<target>/zstandard``, beside
+(not inside) the site-packages that shiv extracts at start-up. Only the build this interpreter needs is
+extracted, on first use, next to shiv's copy of site-packages (so it goes wherever SHIV_ROOT goes), and
+imported from there. A source checkout or a pip install has no bundled builds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import os
+import shutil
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -91,31 +96,42 @@ def _free_threaded() -> bool:
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
-def bundled_targets(native_root: Path | None = None) -> list[str]:
-    """The builds this zipapp carries (empty outside the zipapp)."""
-    root = native_root or default_native_root()
-    if not root.is_dir():
+def running_zipapp() -> Path | None:
+    """The zipapp this process runs from, if any: shiv's bootstrap is imported from it."""
+    bootstrap = sys.modules.get("_bootstrap")
+    archive = getattr(getattr(bootstrap, "__loader__", None), "archive", None)
+    if not isinstance(archive, str):
+        return None
+    path = Path(archive)
+    return path if path.is_file() else None
+
+
+def bundled_targets(zipapp: Path | None = None) -> list[str]:
+    """The builds the zipapp carries (empty outside a zipapp)."""
+    zipapp = zipapp or running_zipapp()
+    if zipapp is None:
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "zstandard").is_dir())
-
-
-def default_native_root() -> Path:
-    return Path(__file__).resolve().parent.parent / NATIVE_DIR
+    with zipfile.ZipFile(zipapp) as archive:
+        names = archive.namelist()
+    return sorted({n.split("/")[1] for n in names if n.startswith(f"{NATIVE_DIR}/") and n.count("/") >= 3})
 
 
 def load_bundled_zstandard(native_root: Path | None = None) -> ModuleType | None:
     """Import the bundled ``zstandard`` for this interpreter; ``None`` if there is none or it won't load.
 
-    A build that is there but fails to load (a glibc too old, a foreign libc) counts as absent, so the
-    caller can go on to the next way of decompressing.
+    ``native_root`` holds the builds as ``<target>/zstandard``; by default, the one build this
+    interpreter needs is extracted from the running zipapp. A build that is there but fails to load (a
+    glibc too old, a foreign libc) counts as absent, so the caller can go on to the next way.
     """
-    root = native_root or default_native_root()
+    target = running_target()
     if "zstandard" in sys.modules:
         loaded = sys.modules["zstandard"]
         origin = getattr(loaded, "__file__", None) or ""
-        return loaded if origin.startswith(str(root)) else None
-    target = running_target()
+        return loaded if target is not None and f"{target}{os.sep}zstandard" in origin else None
     if target is None:
+        return None
+    root = native_root or _extract_from_zipapp(target)
+    if root is None:
         return None
     package = root / target / "zstandard"
     init = package / "__init__.py"
@@ -135,6 +151,40 @@ def load_bundled_zstandard(native_root: Path | None = None) -> ModuleType | None
             del sys.modules[name]
         return None
     return module
+
+
+def _extract_from_zipapp(target: str) -> Path | None:
+    """Extract ``target``'s build next to shiv's site-packages, once; returns the folder holding it.
+
+    Concurrent first runs each extract to a temporary folder and rename it into place; the first
+    rename wins and the others drop theirs.
+    """
+    zipapp = running_zipapp()
+    if zipapp is None:
+        return None
+    root = Path(__file__).resolve().parents[2] / "native"  # <SHIV_ROOT>/<name>_<build id>/native
+    if (root / target / "zstandard" / "__init__.py").is_file():
+        return root
+    prefix = f"{NATIVE_DIR}/{target}/"
+    try:
+        with zipfile.ZipFile(zipapp) as archive:
+            members = [info for info in archive.infolist() if info.filename.startswith(prefix)]
+            if not members:
+                return None
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target}.", dir=root))
+            try:
+                for info in members:
+                    destination = staging.joinpath(*info.filename[len(prefix) :].split("/"))
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    destination.write_bytes(archive.read(info))
+                with contextlib.suppress(OSError):
+                    staging.rename(root / target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return root
 
 
 def _has_loadable_extension(package: Path) -> bool:

@@ -22,7 +22,6 @@ import base64
 import hashlib
 import re
 import shutil
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urldefrag
 
+from ._vendor_loader import running_zipapp
 from .errors import IntegrityError, PixiPackError
 
 CHUNK_SIZE = 1 << 20
@@ -296,16 +296,6 @@ def find_unpacker(
             raise PixiPackError(msg)
     _check_zipapp(path, source or str(path))
     return path
-
-
-def running_zipapp() -> Path | None:
-    """The ``.pyz`` this process runs from, if it runs from one (shiv's bootstrap is imported from it)."""
-    bootstrap = sys.modules.get("_bootstrap")
-    archive = getattr(getattr(bootstrap, "__loader__", None), "archive", None)
-    if not isinstance(archive, str):
-        return None
-    path = Path(archive)
-    return path if path.is_file() else None
 
 
 def _download_unpacker(url: str, download: Callable[[str, Path], None], directory: Path | None) -> Path:

@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL_CACHE = Path(tempfile.gettempdir()) / "pixi-pack-test-zipapp" / "wheels"
 """Outside the work tree, so a fresh clone on the same machine (CI) doesn't download the wheels again."""
-NATIVE = "site-packages/_pixi_pack_native"
+NATIVE = "_pixi_pack_native"
 PYTHON_TAGS = ("cp39", "cp310", "cp311", "cp312", "cp313")
 NATIVE_PLATFORMS = (
     "macosx-arm64",
@@ -39,7 +39,6 @@ NATIVE_PLATFORMS = (
     "win-amd64",
 )
 SITE_PACKAGES_TOP = {
-    "_pixi_pack_native",
     "_yaml",
     "certifi",
     "certifi-2026.10.19.post1.dist-info",
@@ -162,7 +161,7 @@ def test_file_list(zipapp: Path) -> None:
         infos = archive.infolist()
     names = [info.filename for info in infos]
     assert names == [
-        *sorted(n for n in names if n.startswith("site-packages/")),
+        *sorted(n for n in names if n.startswith((f"{NATIVE}/", "site-packages/"))),
         "_bootstrap/__init__.py",
         "_bootstrap/environment.py",
         "_bootstrap/filelock.py",
@@ -182,7 +181,7 @@ def test_file_list(zipapp: Path) -> None:
     pixi_pack = sorted(n for n in names if n.startswith("site-packages/pixi_pack/"))
     assert pixi_pack == sorted(f"site-packages/{p.relative_to(ROOT).as_posix()}" for p in _source_files())
     compiled = [
-        n for n in names if n.endswith((".so", ".pyd", ".pyc", ".dylib")) and not n.startswith(NATIVE)
+        n for n in names if n.endswith((".so", ".pyd", ".pyc", ".dylib")) and not n.startswith(f"{NATIVE}/")
     ]
     assert compiled == []
     assert not [n for n in names if "__pycache__" in n or "backend_cffi" in n or "_cffi" in n]
@@ -277,8 +276,10 @@ def test_bundled_zstandard_loads(python: Path, zipapp: Path, tmp_path: Path) -> 
     name, extension, text = result.stdout.splitlines()
     assert name == "zstandard (bundled)"
     target = f"cp{version[0]}{version[1]}-manylinux-x86_64"
-    assert f"/_pixi_pack_native/{target}/zstandard/backend_c." in extension
+    assert f"/native/{target}/zstandard/backend_c." in extension
     assert text == "here again"
+    extracted = list((tmp_path / "shiv-root").glob("*/native/*"))
+    assert [p.name for p in extracted] == [target]  # only the build this interpreter needs
 
 
 def test_runs_as_pixi_unpack(zipapp: Path, tmp_path: Path) -> None:

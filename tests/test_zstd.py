@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import types
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -173,10 +174,12 @@ def test_nothing_available_names_interpreter_and_platform(
 def test_error_lists_bundled_targets(
     no_modules: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    root = tmp_path / "native"
-    for target in ("cp39-manylinux-x86_64", "cp313-manylinux-x86_64", "cp310-macosx-arm64"):
-        (root / target / "zstandard").mkdir(parents=True)
-    monkeypatch.setattr(_vendor_loader, "default_native_root", lambda: root)
+    zipapp = tmp_path / "fake.pyz"
+    with zipfile.ZipFile(zipapp, "w") as archive:
+        for target in ("cp39-manylinux-x86_64", "cp313-manylinux-x86_64", "cp310-macosx-arm64"):
+            archive.writestr(f"_pixi_pack_native/{target}/zstandard/__init__.py", "")
+        archive.writestr("_pixi_pack_native/LICENSE.zstandard", "")
+    monkeypatch.setattr(_vendor_loader, "running_zipapp", lambda: zipapp)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(
         PixiPackError, match=r"bundles zstandard for CPython 3\.9-3\.13 on macosx-arm64, manylinux-x86_64"
@@ -287,5 +290,4 @@ def test_no_bundled_build_for_this_target(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.delitem(sys.modules, "zstandard", raising=False)
     (tmp_path / "cp27-manylinux-x86_64" / "zstandard").mkdir(parents=True)
     assert _vendor_loader.load_bundled_zstandard(tmp_path) is None
-    assert _vendor_loader.bundled_targets(tmp_path) == ["cp27-manylinux-x86_64"]
-    assert _vendor_loader.bundled_targets(tmp_path / "missing") == []
+    assert _vendor_loader.bundled_targets() == []  # not running from a zipapp
