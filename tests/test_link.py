@@ -250,15 +250,32 @@ def test_python_and_entry_points_match_rattler(tmp_path: Path, python_channel: A
     assert (ours / "bin" / "pyhello").stat().st_mode & 0o777 == 0o775
 
 
-@pytest.mark.parametrize("kind", ["long", "space"])
+def shebang_package(out: Path) -> BuiltPackage:
+    """Scripts whose shebang holds the placeholder, and a no_link file."""
+    return build_package(
+        out,
+        "scripts",
+        files={
+            "bin/py": text_prefix("#!@PREFIX@/bin/python3.11 -E\nprint('@PREFIX@')\n", mode=0o755),
+            "bin/pl": text_prefix("#!@PREFIX@/bin/perl -w\nprint '@PREFIX@';\n", mode=0o755),
+            "bin/env-py": text_prefix("#!/usr/bin/env python\n# @PREFIX@\n", mode=0o755),
+            "share/keep": File("copied, never linked\n", no_link=True),
+        },
+    )
+
+
+@pytest.mark.parametrize("kind", ["long", "space", "short"])
 def test_unusual_prefixes_match_rattler(tmp_path: Path, python_channel: Any, kind: str) -> None:
     """Long prefixes and prefixes with spaces turn shebangs into the /bin/sh trampoline."""
-    packages = [*python_channel.packages.values(), *default_packages(tmp_path / "build")]
-    name = "p" * (140 - len(str(tmp_path))) if kind == "long" else "with space"
+    build = tmp_path / "build"
+    packages = [*python_channel.packages.values(), *default_packages(build), shebang_package(build)]
+    name = {"long": "p" * (140 - len(str(tmp_path))), "space": "with space", "short": "env"}[kind]
     ours, theirs = ours_and_rattler(tmp_path, built(packages), [p.path for p in packages], name)
     assert_same_install(ours, theirs)
-    assert (ours / "bin" / "pyhello").read_text().startswith("#!/bin/sh\n'''exec' ")
+    trampoline = (ours / "bin" / "pyhello").read_text().startswith("#!/bin/sh\n'''exec' ")
+    assert trampoline is (kind != "short")
     assert (ours / "bin" / "hello").read_text() == f'#!/bin/sh\necho "{theirs}"\n'
+    assert (ours / "bin" / "py").read_text().startswith("#!/bin/sh\n" if kind != "short" else f"#!{theirs}/")
 
 
 def test_clobbered_files_match_rattler(tmp_path: Path) -> None:
