@@ -664,3 +664,19 @@ def test_placeholder_file_is_the_only_write(tmp_path: Path) -> None:
     install_packages(built([package]), env, tmp_path / "final", PLATFORM)
     assert (env / "share" / "t").read_text() == f"{tmp_path / 'final'}\n"
     assert sorted(p.name for p in (env / "share").iterdir()) == ["t"]
+
+
+def test_real_clobber_packages_with_python_match_rattler(
+    tmp_path: Path, python_package: BuiltPackage
+) -> None:
+    """clobber-python's bin/python against the real python's bin/python symlink, as rattler resolves it."""
+    folder = realdata_path("packages")
+    paths = [
+        folder / "clobber-python-0.1.0-cpython.conda",
+        folder / "clobber-pynoarch-1-0.1.0-pyh4616a5c_0.tar.bz2",
+    ]
+    sources = [*built([python_package]), *(source_of(p) for p in paths)]
+    ours, theirs = ours_and_rattler(tmp_path, sources, [python_package.path, *paths])
+    assert_same_install(ours, theirs, ordered_paths=False)
+    assert (ours / CLOBBERS_DIR / "python" / "bin" / "python").is_symlink()
+    assert (ours / "bin" / "python").read_bytes() == (theirs / "bin" / "python").read_bytes()
