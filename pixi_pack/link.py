@@ -959,6 +959,10 @@ def prefix_record(
             value = []
         if key == "subdir" and value is None:
             value = index.get("subdir", "")
+        if key == "track_features" and value:
+            # rattler reads a list or a comma/space separated string and writes it space separated.
+            parts = value if isinstance(value, list) else re.split("[, ]", str(value))
+            value = " ".join(str(part).strip() for part in parts)
         if value is None or (key in _OMIT_EMPTY and not value) or (key == "noarch" and value is False):
             continue
         document[key] = value
