@@ -117,11 +117,12 @@ def bundled_targets(zipapp: Path | None = None) -> list[str]:
 
 
 def load_bundled_zstandard(native_root: Path | None = None) -> ModuleType | None:
-    """Import the bundled ``zstandard`` for this interpreter; ``None`` if there is none or it won't load.
+    """Import the bundled ``zstandard`` for this interpreter; ``None`` if there is none for it.
 
     ``native_root`` holds the builds as ``<target>/zstandard``; by default, the one build this
-    interpreter needs is extracted from the running zipapp. A build that is there but fails to load (a
-    glibc too old, a foreign libc) counts as absent, so the caller can go on to the next way.
+    interpreter needs is extracted from the running zipapp. A build that is there but won't load (a
+    glibc too old, a foreign libc, a ``noexec`` temporary folder) raises :class:`ImportError` saying
+    why, and leaves nothing of it in ``sys.modules``.
     """
     target = running_target()
     if "zstandard" in sys.modules:
@@ -146,10 +147,11 @@ def load_bundled_zstandard(native_root: Path | None = None) -> ModuleType | None
     sys.modules["zstandard"] = module
     try:
         spec.loader.exec_module(module)
-    except (ImportError, OSError):
+    except (ImportError, OSError) as exc:
         for name in [n for n in sys.modules if n == "zstandard" or n.startswith("zstandard.")]:
             del sys.modules[name]
-        return None
+        msg = f"the bundled zstandard for {target} in {package} would not load: {exc}"
+        raise ImportError(msg) from exc
     return module
 
 

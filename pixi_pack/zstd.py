@@ -53,8 +53,9 @@ def backend() -> Backend:
 
 def select_backend() -> Backend:
     """Pick the first backend that works here, or raise a :class:`PixiPackError` naming what's missing."""
+    problems: list[str] = []
     for candidate in (_stdlib_backend, _zstandard_backend, _command_backend):
-        found = candidate()
+        found = candidate(problems)
         if found is not None:
             return found
     from ._vendor_loader import bundled_targets, describe_running
@@ -67,6 +68,8 @@ def select_backend() -> Backend:
         "and there is no `zstd` command on PATH; install zstd (the command) or zstandard (the Python "
         "package), or run with another Python"
     )
+    for problem in problems:
+        msg += f"; {problem}"
     raise PixiPackError(msg)
 
 
@@ -78,7 +81,7 @@ def _summarize(targets: list[str]) -> str:
     return f"CPython {low[2]}.{low[3:]}-{high[2]}.{high[3:]} on {', '.join(platforms)}"
 
 
-def _stdlib_backend() -> Backend | None:
+def _stdlib_backend(problems: list[str]) -> Backend | None:
     try:
         module = importlib.import_module("compression.zstd")
     except ImportError:
@@ -86,19 +89,24 @@ def _stdlib_backend() -> Backend | None:
     return Backend("compression.zstd", lambda source: cast(BinaryIO, module.ZstdFile(source, "rb")))
 
 
-def _zstandard_backend() -> Backend | None:
+def _zstandard_backend(problems: list[str]) -> Backend | None:
     from ._vendor_loader import load_bundled_zstandard
 
-    module = load_bundled_zstandard()
+    try:
+        module = load_bundled_zstandard()
+    except ImportError as exc:
+        problems.append(f"{exc} (if its folder is on a noexec mount, set SHIV_ROOT or TMPDIR elsewhere)")
+        module = None
     name = "zstandard (bundled)"
     if module is None:
         module = _import_zstandard()
         name = "zstandard"
     if module is None:
         return None
-    decompressor = module.ZstdDecompressor()
 
     def open_reader(source: BinaryIO) -> BinaryIO:
+        # One decompressor per reader: a ZstdDecompressor must not be shared between threads.
+        decompressor = module.ZstdDecompressor()
         return cast(BinaryIO, decompressor.stream_reader(source, read_across_frames=True, closefd=False))
 
     return Backend(name, open_reader)
@@ -112,7 +120,7 @@ def _import_zstandard() -> ModuleType | None:
     return zstandard
 
 
-def _command_backend() -> Backend | None:
+def _command_backend(problems: list[str]) -> Backend | None:
     executable = shutil.which("zstd")
     if executable is None:
         return None

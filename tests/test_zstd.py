@@ -272,18 +272,37 @@ def test_load_bundled_zstandard(native_root: Path) -> None:
     assert text == "bundled"
 
 
-def test_broken_bundled_build_counts_as_absent(native_root: Path) -> None:
+def test_broken_bundled_build_raises(native_root: Path) -> None:
     for extension in native_root.glob("*/zstandard/backend_c.*"):
         extension.write_bytes(b"\x7fELF not really")
     code = """
         import sys
         from pathlib import Path
         from pixi_pack import _vendor_loader
-        assert _vendor_loader.load_bundled_zstandard(Path(sys.argv[1])) is None
+        try:
+            _vendor_loader.load_bundled_zstandard(Path(sys.argv[1]))
+        except ImportError as exc:
+            print(exc)
         assert not [name for name in sys.modules if name.startswith("zstandard")]
     """
     result = _run_isolated(code, str(native_root))
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"the bundled zstandard for {_vendor_loader.running_target()} in ")
+    assert "would not load: " in result.stdout
+
+
+def test_broken_bundled_build_is_named_in_the_error(
+    no_modules: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def broken() -> None:
+        raise ImportError("the bundled zstandard for cp39-musllinux-x86_64 in /x would not load: denied")
+
+    monkeypatch.setattr(_vendor_loader, "load_bundled_zstandard", broken)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(
+        PixiPackError, match=r"; the bundled zstandard for cp39-musllinux-x86_64 .* denied \(if"
+    ):
+        zstd.select_backend()
 
 
 def test_no_bundled_build_for_this_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
