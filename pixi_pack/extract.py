@@ -44,9 +44,6 @@ _INFO_LIMIT = 64 << 20
 _CHUNK = 1 << 20
 #: rattler clamps member mtimes to 1980-01-01 so every filesystem (and zip) can store them.
 SAFE_MTIME_FLOOR = 315_532_800
-# pixi_pack.zstd currently shares one zstandard decompressor between all readers, which is not
-# thread-safe (corrupt data, even crashes): until it makes one per reader, .conda streams take turns.
-_ZSTD_TURN = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -260,7 +257,6 @@ def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[tarfile.T
                 archive = stack.enter_context(zipfile.ZipFile(source))
                 info, pkg = _conda_members(archive, file_name)
                 member = stack.enter_context(archive.open(info if part == "info" else pkg))
-                stack.enter_context(_ZSTD_TURN)
                 stream = decompressing_reader(member)  # type: ignore[arg-type]
                 stack.callback(stream.close)
             guarded = _GuardedReader(stream, file_name)

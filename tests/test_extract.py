@@ -330,3 +330,26 @@ def test_real_packages_extract(tmp_path: Path) -> None:
     mock = tree(tmp_path / "mock-2.0.0-py37_1000.conda")
     assert mock == tree(tmp_path / "mock-2.0.0-py37_1000.tar.bz2")
     assert "lib/python3.7/site-packages/mock/mock.py" in mock
+
+
+def test_conda_packages_extract_correctly_in_parallel(tmp_path: Path) -> None:
+    """Each reader gets its own zstd decompressor: sharing one between threads corrupts data."""
+    import hashlib
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = random.Random(7)
+    packages = []
+    for i in range(8):
+        files = {f"share/p{i}/blob{j}.bin": rng.randbytes(1 << 20) for j in range(4)}
+        packages.append((build_package(tmp_path / "pkgs", f"p{i}", "1.0", "0", files=files), files))
+
+    def extract(index: int) -> None:
+        package, files = packages[index % len(packages)]
+        dest = tmp_path / "out" / str(index)
+        extract_package(opener(package.path), package.file_name, dest)
+        for rel, data in files.items():
+            assert hashlib.sha256((dest / rel).read_bytes()).digest() == hashlib.sha256(data).digest()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(extract, range(32)))
