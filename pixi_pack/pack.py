@@ -228,7 +228,7 @@ def _write_output(staging: Path, options: PackOptions, subdir: str, fetcher: Fet
     if options.create_executable:
         from .selfextract import find_unpacker, write_executable
 
-        pyz = find_unpacker(options.pixi_unpack_source, fetcher.download_file)
+        pyz = find_unpacker(options.pixi_unpack_source, fetcher.download_file, directory=staging.parent)
         payload = staging.parent / "payload.tar"
         with open(payload, "wb") as tar:
             write_tar(staging, tar)

@@ -19,9 +19,10 @@ from typing import BinaryIO
 
 from .activate import write_activation_script
 from .archive import PackReader
-from .channel import parse_metadata, parse_repodata
+from .channel import parse_metadata, parse_pypi_sha256, parse_repodata
 from .errors import ArchiveError, IntegrityError, PixiPackError
 from .hashing import check_digests, hash_stream
+from .link import install_packages
 from .models import (
     CHANNEL_DIR,
     CONDA_EXTENSIONS,
@@ -33,6 +34,7 @@ from .models import (
 )
 from .platforms import current_subdir
 from .progress import Progress
+from .wheels import install_wheels, verify_wheels
 
 logger = logging.getLogger("pixi_pack")
 
@@ -44,15 +46,17 @@ def unpack(options: UnpackOptions) -> None:
     if prefix.exists() and (not prefix.is_dir() or any(prefix.iterdir())):
         msg = f"environment folder {prefix} already exists: remove it, or choose another --env-name or --output-directory"
         raise PixiPackError(msg)
-    output_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as cleanup:
         reader = _open_pack(options, output_dir, cleanup)
         platform = _check_metadata(reader)
         packages = collect_packages(reader)
+        wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
         verify_packages(packages)
+        verify_wheels(reader, wheels, parse_pypi_sha256(reader.read_text(METADATA_FILE)))
+        output_dir.mkdir(parents=True, exist_ok=True)
         build_dir = Path(tempfile.mkdtemp(prefix=f".{options.env_name}.", suffix=".partial", dir=output_dir))
         cleanup.callback(shutil.rmtree, build_dir, ignore_errors=True)
-        _install(reader, packages, build_dir, prefix, platform)
+        _install(reader, packages, wheels, build_dir, prefix, platform)
         if prefix.is_dir():
             prefix.rmdir()
         os.replace(build_dir, prefix)
@@ -66,6 +70,7 @@ def unpack(options: UnpackOptions) -> None:
 
 def _open_pack(options: UnpackOptions, output_dir: Path, cleanup: ExitStack) -> PackReader:
     if options.pack is None:
+        output_dir.mkdir(parents=True, exist_ok=True)
         spooled = Path(tempfile.mkstemp(prefix=".pixi-unpack-stdin-", suffix=".tar", dir=output_dir)[1])
         cleanup.callback(spooled.unlink, missing_ok=True)
         with open(spooled, "wb") as out:
@@ -155,15 +160,15 @@ def verify_packages(packages: Sequence[PackageSource]) -> None:
 
 
 def _install(
-    reader: PackReader, packages: Sequence[PackageSource], build_dir: Path, prefix: Path, platform: str
+    reader: PackReader,
+    packages: Sequence[PackageSource],
+    wheels: Sequence[str],
+    build_dir: Path,
+    prefix: Path,
+    platform: str,
 ) -> None:
-    from .link import install_packages
-
     progress = Progress("installed", len(packages))
     install_packages(packages, build_dir, prefix, platform, on_installed=lambda _: progress.item_done())
     progress.finish()
-    wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
     if wheels:
-        from .wheels import install_wheels
-
         install_wheels(reader, wheels, build_dir, prefix, platform, [p.record for p in packages])

@@ -33,7 +33,7 @@ from installer.sources import WheelFile
 from installer.utils import Scheme, construct_record_file
 
 from .archive import PackReader
-from .channel import normalize_project_name, parse_pypi_sha256
+from .channel import normalize_project_name
 from .errors import ArchiveError, InstallError, PixiPackError
 from .hashing import check_digests, hash_stream
 from .models import METADATA_FILE, PYPI_DIR
@@ -264,11 +264,11 @@ def install_wheels(
 ) -> None:
     """Check and install the wheels ``names`` (``pypi/<file>`` members of the pack) into ``build_dir``.
 
-    ``target_prefix`` is where ``build_dir`` will be moved: scripts name the interpreter there.
+    ``target_prefix`` is where ``build_dir`` will be moved: scripts name the interpreter there. The
+    caller has checked the wheels' hashes with :func:`verify_wheels`.
     """
     layout = python_layout(conda_records, platform, build_dir, target_prefix)
     ordered = sorted(names, key=lambda n: PurePosixPath(n).name)
-    verify_wheels(reader, ordered, parse_pypi_sha256(reader.read_text(METADATA_FILE)))
     check_compatible(ordered, host_target(platform, layout.version))
     owners = _Owners(build_dir)
     for name in ordered:
@@ -293,7 +293,8 @@ def check_compatible(names: Iterable[str], target: Target) -> None:
 def verify_wheels(reader: PackReader, names: Sequence[str], expected: Mapping[str, str] | None) -> None:
     """Check every wheel against the sha256 recorded at pack time; both lists must agree exactly."""
     if expected is None:
-        logger.warning("warning: the pack records no wheel hashes (made by another pixi-pack?): not verified")
+        if names:
+            logger.warning("warning: the pack records no wheel hashes (made by another pixi-pack?): not verified")
         return
     by_file = {PurePosixPath(n).name: n for n in names}
     missing = sorted(set(expected) - set(by_file))

@@ -20,13 +20,20 @@ from conftest import Channel, HttpServer, rattler_solve, realdata_path
 from lockfiles import LockEntry, PypiEntry, conda, lock_text, pypi, write_lock
 
 from pixi_pack.archive import PackReader
-from pixi_pack.channel import environment_yml, metadata_json
+from pixi_pack.channel import environment_yml, metadata_json, parse_pypi_sha256
 from pixi_pack.cli import pack_main, unpack_main
 from pixi_pack.errors import ArchiveError, InstallError, IntegrityError
 from pixi_pack.lockfile import load_lockfile, select_environment
 from pixi_pack.models import PackMetadata
 from pixi_pack.platforms import current_subdir
-from pixi_pack.wheels import Target, incompatibility, install_wheels, parse_wheel_name, python_layout
+from pixi_pack.wheels import (
+    Target,
+    incompatibility,
+    install_wheels,
+    parse_wheel_name,
+    python_layout,
+    verify_wheels,
+)
 
 TOOL_SOURCE = 'import sys\n\n\ndef main():\n    print("my-tool says hi from", sys.prefix)\n    return 0\n'
 
@@ -210,6 +217,8 @@ def _install(tmp_path: Path, wheels: Sequence[BuiltWheel], **kwargs: Any) -> Pat
     records = _fake_env(build, files=kwargs.pop("files", None))
     reader = _folder_pack(tmp_path / "pack", wheels, **kwargs)
     names = [f"pypi/{w.file_name}" for w in wheels]
+    # As unpack() does: hashes first, for the whole pack, then the install.
+    verify_wheels(reader, names, parse_pypi_sha256(reader.read_text("pixi-pack.json")))
     install_wheels(reader, names, build, tmp_path / "final" / "env", "linux-64", records)
     return build
 
@@ -698,4 +707,4 @@ def test_end_to_end_tampered_wheel_leaves_no_environment(
     target = tmp_path / "target"
     assert unpack_main([str(out), "-o", str(target)]) == 1
     assert f"pypi/{wheel.file_name} in the pack: sha256 mismatch" in capsys.readouterr().err
-    assert list(target.iterdir()) == []
+    assert not target.exists()  # the wheels are checked before anything is written
