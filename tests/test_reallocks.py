@@ -71,7 +71,7 @@ def _rewrite(
     def patch(record: dict[str, Any], url_key: str) -> None:
         p = built[record[url_key]]
         record[url_key] = new_url(record[url_key])
-        hashes = record["hash"] if "hash" in record else record
+        hashes = record.get("hash", record)
         hashes["sha256"], hashes["md5"] = p.sha256, p.md5
         if "size" in record:
             record["size"] = p.size
