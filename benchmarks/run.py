@@ -1,0 +1,613 @@
+"""``make bench``: pixi-pack and pixi-unpack on a realistic corpus, against rattler and against the floor.
+
+    python benchmarks/run.py [--quick] [--runs N] [--only unpack,pack,selfextract,startup]
+
+Builds the corpus once (``corpus.py``, cached in ``benchmarks/.cache``), serves it on 127.0.0.1 and
+measures, subject and reference interleaved (ABBA) after one untimed warm-up each:
+
+1. ``pixi-unpack`` (a process, and ``unpack()`` in this process) vs ``rattler.install`` of the same
+   records from a ``file://`` channel, with a fresh package cache every run;
+2. ``pixi-pack`` from the loopback server vs plain ``urllib`` downloads of the same files (the floor);
+3. the self-extracting ``environment.sh`` of a pack over 1 GB vs ``pixi-unpack`` of the same tar: time
+   and peak RSS, and plain ``pixi-unpack``'s peak RSS on the 300 MB and the 1 GB pack;
+4. start-up of ``dist/pixi-pack.pyz --version``, warm.
+
+Prints a table, writes ``benchmarks/results.json`` and, unless ``--quick``, the table in
+``benchmarks/README.md``. Page cache is warm for both sides; ``sync`` runs before every timed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import hashlib
+import http.server
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import corpus
+import rattler_install
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORK = corpus.CACHE / "work"
+TMPFS = Path("/dev/shm/pixi-pack-bench")
+"""Where the unpack benchmarks also write, to take the disk (and its noise) out of the comparison."""
+BIN = Path(sys.executable).parent
+PYZ = REPO / "dist" / "pixi-pack.pyz"
+RESULTS = HERE / "results.json"
+README = HERE / "README.md"
+TABLE_START = "<!-- results:start -->"
+TABLE_END = "<!-- results:end -->"
+BASE_PYTHON = Path(getattr(sys, "_base_executable", sys.executable))
+"""The interpreter without this venv, as a user's ``python3`` would be: it runs the ``.pyz``."""
+FLOOR_WORKERS = 4
+STARTUP_RUNS = 10
+SMOKE_TEST = (
+    "import numpy, scipy.linalg, pandas, matplotlib, ssl, ctypes; matplotlib.use('agg'); "
+    "import matplotlib.pyplot; print(numpy.linalg.inv(numpy.eye(3)).sum())"
+)
+ITEMS = ("unpack", "pack", "selfextract", "startup")
+
+
+class BenchError(Exception):
+    """A benchmarked command failed."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    seconds: float
+    """Wall time."""
+    cpu_seconds: float
+    """User + system CPU time of the process (all its threads and waited-for children)."""
+    max_rss_mb: float | None = None
+    """Peak resident set size of the process (and its waited-for children), for subprocess runs."""
+
+
+@dataclass
+class Row:
+    """One line of the table and its entry in results.json."""
+
+    benchmark: str
+    subject: str
+    reference: str
+    result: str
+    target: str
+    ok: bool | None
+    """None: not measured, or no target."""
+    data: dict[str, Any] = field(default_factory=dict)
+    cpu: str = "-"
+    """CPU time ratio (user + system, all threads), less sensitive to a busy machine than wall time."""
+
+    @property
+    def status(self) -> str:
+        return {True: "ok", False: "MISSED", None: "-"}[self.ok]
+
+
+def median(samples: Sequence[Sample]) -> float:
+    return statistics.median(s.seconds for s in samples)
+
+
+def median_cpu(samples: Sequence[Sample]) -> float:
+    return statistics.median(s.cpu_seconds for s in samples)
+
+
+def peak_rss(samples: Sequence[Sample]) -> float:
+    return max(s.max_rss_mb or 0.0 for s in samples)
+
+
+def run_process(command: Sequence[str | Path], env: dict[str, str] | None = None) -> Sample:
+    """Run ``command`` to completion, its output discarded; its wall time and peak RSS (from ``wait4``)."""
+    os.sync()
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            [str(c) for c in command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            env=env,
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            tail = errors.read().decode(errors="replace")[-3000:]
+            msg = f"{' '.join(map(str, command))} exited with {process.returncode}:\n{tail}"
+            raise BenchError(msg)
+    return Sample(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def run_inline(func: Callable[[], object]) -> Sample:
+    """Time ``func()`` in this process; the CPU time counts every thread of the process."""
+    os.sync()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter()
+    func()
+    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Sample(elapsed, cpu)
+
+
+@contextmanager
+def scratch(base: Path | None = None) -> Iterator[Path]:
+    """A fresh folder under ``base`` (default WORK), removed afterwards (outside the timed part)."""
+    base = base or WORK
+    base.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=base, prefix="run-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+Measure = Callable[[Path], Sample]
+"""Runs one timed repetition with a fresh scratch folder."""
+
+
+def interleave(
+    runs: int, reference: Measure, subject: Measure, base: Path | None = None
+) -> tuple[list[Sample], list[Sample]]:
+    """``runs`` timed repetitions of each, alternating which goes first (ABBA), after a warm-up of each;
+    every repetition gets a fresh folder under ``base``."""
+    for measure in (reference, subject):
+        with scratch(base) as folder:
+            measure(folder)
+    references: list[Sample] = []
+    subjects: list[Sample] = []
+    for index in range(runs):
+        order = [(reference, references), (subject, subjects)]
+        for measure, samples in order if index % 2 == 0 else reversed(order):
+            with scratch(base) as folder:
+                samples.append(measure(folder))
+    return references, subjects
+
+
+def ratio_row(
+    benchmark: str,
+    subject_name: str,
+    reference_name: str,
+    references: Sequence[Sample],
+    subjects: Sequence[Sample],
+    target: float,
+) -> Row:
+    ratio = median(subjects) / median(references)
+    cpu_ratio = median_cpu(subjects) / median_cpu(references)
+    return Row(
+        benchmark,
+        f"{subject_name} {median(subjects):.2f} s",
+        f"{reference_name} {median(references):.2f} s",
+        f"{ratio:.2f}x",
+        f"<= {target}x",
+        ratio <= target,
+        {
+            "ratio": round(ratio, 3),
+            "cpu_ratio": round(cpu_ratio, 3),
+            "subject_s": [round(s.seconds, 3) for s in subjects],
+            "reference_s": [round(s.seconds, 3) for s in references],
+            "subject_cpu_s": [round(s.cpu_seconds, 3) for s in subjects],
+            "reference_cpu_s": [round(s.cpu_seconds, 3) for s in references],
+            "subject_max_rss_mb": [round(s.max_rss_mb, 1) for s in subjects if s.max_rss_mb],
+            "reference_max_rss_mb": [round(s.max_rss_mb, 1) for s in references if s.max_rss_mb],
+        },
+        cpu=f"{cpu_ratio:.2f}x ({median_cpu(subjects):.1f} / {median_cpu(references):.1f} s)",
+    )
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+    def copyfile(self, source: Any, outputfile: Any) -> None:
+        # sendfile keeps the server out of the way (and off the GIL) while clients are measured.
+        outputfile.flush()
+        self.connection.sendfile(source)
+
+
+@contextmanager
+def serve(root: Path) -> Iterator[str]:
+    """Serve ``root`` on 127.0.0.1:<free port> from a thread; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@dataclass
+class Context:
+    corpus: corpus.Corpus
+    url: str
+    runs: int
+    quick: bool
+    packs: dict[str, Path] = field(default_factory=dict)
+    """``base`` and ``big`` -> the pack (tar) of that set."""
+    projects: dict[str, Path] = field(default_factory=dict)
+    rss: dict[str, float] = field(default_factory=dict)
+    """Peak RSS of plain pixi-unpack per set."""
+
+    def packages(self, which: str) -> tuple[Any, ...]:
+        return self.corpus.packages + (self.corpus.big if which == "big" else ())
+
+    @property
+    def channel_url(self) -> str:
+        return f"{self.url}/channel"
+
+
+def make_packs(ctx: Context, sets: Sequence[str], log: Callable[[str], None]) -> None:
+    """Write a pixi project per set (lockfile pointing at the server) and pack it once, untimed."""
+    for which in sets:
+        project = corpus.write_project(WORK / "projects" / which, ctx.packages(which), ctx.channel_url)
+        ctx.projects[which] = project
+        tar = WORK / f"{which}.tar"
+        log(f"packing the {which} set -> {tar.relative_to(REPO)}")
+        run_process([BIN / "pixi-pack", project, "-o", tar, "-q"])
+        ctx.packs[which] = tar
+
+
+def bench_unpack(ctx: Context, log: Callable[[str], None]) -> list[Row]:
+    channel = ctx.corpus.channel
+    names = [p.file_name for p in ctx.corpus.packages]
+    tar = ctx.packs["base"]
+    check = check_same_prefix(ctx, names)
+
+    import rattler
+
+    from pixi_pack.models import UnpackOptions
+    from pixi_pack.unpack import unpack
+
+    records = rattler_install.records(channel, names)
+
+    def rattler_process(folder: Path) -> Sample:
+        script = HERE / "rattler_install.py"
+        return run_process([sys.executable, script, channel, folder / "env", folder / "cache", *names])
+
+    def unpack_process(folder: Path) -> Sample:
+        return run_process([BIN / "pixi-unpack", tar, "-o", folder, "-e", "env", "-q"])
+
+    def rattler_inline(folder: Path) -> Sample:
+        coro = rattler.install(records, folder / "env", cache_dir=folder / "cache", show_progress=False)
+        return run_inline(lambda: asyncio.run(coro))
+
+    def unpack_inline(folder: Path) -> Sample:
+        return run_inline(lambda: unpack(UnpackOptions(pack=tar, output_directory=folder, env_name="env")))
+
+    places = [("disk", WORK)] + ([("tmpfs", TMPFS)] if TMPFS.parent.is_dir() else [])
+    rows = []
+    for place, base in places:
+        log(f"1. pixi-unpack vs rattler.install, processes, {place} ({ctx.runs} runs each)")
+        references, subjects = interleave(ctx.runs, rattler_process, unpack_process, base)
+        if place == "disk":
+            ctx.rss["base"] = peak_rss(subjects)
+        rows.append(
+            ratio_row(f"unpack, process ({place})", "pixi-unpack", "rattler", references, subjects, 1.0)
+        )
+        log(f"1. unpack() vs rattler.install, in-process, {place} ({ctx.runs} runs each)")
+        references, subjects = interleave(ctx.runs, rattler_inline, unpack_inline, base)
+        rows.append(
+            ratio_row(f"unpack, in-process ({place})", "unpack()", "rattler", references, subjects, 1.0)
+        )
+    shutil.rmtree(TMPFS, ignore_errors=True)
+    rows[0].data["check"] = check
+    return rows
+
+
+def check_same_prefix(ctx: Context, names: Sequence[str]) -> dict[str, Any]:
+    """Install with both into the same path, compare the trees, and import numpy & co. from ours."""
+    with scratch() as folder:
+        run_process([BIN / "pixi-unpack", ctx.packs["base"], "-o", folder, "-e", "env", "-q"])
+        ours = prefix_tree(folder / "env")
+        smoke = subprocess.run(
+            [folder / "env" / "bin" / "python", "-c", SMOKE_TEST], capture_output=True, text=True
+        )
+        shutil.rmtree(folder / "env")
+        rattler_install.install(ctx.corpus.channel, folder / "env", folder / "cache", names)
+        theirs = prefix_tree(folder / "env")
+    differing = sorted(p for p in set(ours) | set(theirs) if ours.get(p) != theirs.get(p))
+    return {
+        "files": sum(1 for kind, _ in ours.values() if kind == "file"),
+        "differences": len(differing),
+        "first_differences": [
+            {"path": p, "pixi-unpack": ours.get(p), "rattler": theirs.get(p)} for p in differing[:10]
+        ],
+        "smoke_test": "ok" if smoke.returncode == 0 else f"failed: {smoke.stderr[-500:]}",
+    }
+
+
+def prefix_tree(prefix: Path) -> dict[str, tuple[str, str]]:
+    """relative path -> (kind, detail); installer bookkeeping (conda-meta) and byte-code left out."""
+    tree: dict[str, tuple[str, str]] = {}
+    for folder, dirs, files in os.walk(prefix):
+        dirs[:] = [d for d in dirs if d not in ("conda-meta", "__pycache__")]
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            rel = path.relative_to(prefix).as_posix()
+            if name == "CACHEDIR.TAG":
+                continue
+            if path.is_symlink():
+                tree[rel] = ("link", str(path.readlink()))
+            elif path.is_dir():
+                tree[rel] = ("dir", "")
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                tree[rel] = ("file", f"{path.stat().st_mode & 0o777:o} {digest}")
+    return tree
+
+
+def bench_pack(ctx: Context, log: Callable[[str], None]) -> list[Row]:
+    project = ctx.projects["base"]
+    urls = [p.url(ctx.channel_url) for p in ctx.corpus.packages]
+
+    def floor(folder: Path) -> Sample:
+        script = HERE / "fetch_floor.py"
+        return run_process([sys.executable, script, folder, str(FLOOR_WORKERS), *urls])
+
+    def pixi_pack(folder: Path) -> Sample:
+        return run_process([BIN / "pixi-pack", project, "-o", folder / "environment.tar", "-q"])
+
+    log(f"2. pixi-pack vs urllib download floor ({ctx.runs} runs each)")
+    references, subjects = interleave(ctx.runs, floor, pixi_pack)
+    row = ratio_row("pack (loopback)", "pixi-pack", "urllib floor", references, subjects, 1.5)
+    row.data["floor_workers"] = FLOOR_WORKERS
+    return [row]
+
+
+def bench_selfextract(ctx: Context, log: Callable[[str], None]) -> list[Row]:
+    which = "base" if ctx.quick else "big"
+    tar = ctx.packs[which]
+    size_mb = tar.stat().st_size / 1e6
+    rows: list[Row] = []
+    executable, why_not = build_executable(ctx, which, log)
+
+    def plain(folder: Path) -> Sample:
+        return run_process([BIN / "pixi-unpack", tar, "-o", folder, "-e", "env", "-q"])
+
+    if executable is None:
+        log(f"3. self-extracting executable not available ({why_not}); plain pixi-unpack RSS only")
+        samples = [plain(folder) for folder in _scratches(max(1, ctx.runs // 2))]
+        ctx.rss[which] = peak_rss(samples)
+        rows.append(Row("self-extract (time)", "-", "-", "not available", "<= 1.1x", None, {"why": why_not}))
+        rows.append(Row("self-extract (peak RSS)", "-", "-", "not available", "<= 150 MB", None))
+    else:
+        env = {**os.environ, "PIXI_PACK_PYTHON": str(BASE_PYTHON)}
+
+        def selfextract(folder: Path) -> Sample:
+            return run_process(["sh", executable, "-o", folder, "-e", "env", "-q"], env=env)
+
+        log(f"3. environment.sh vs pixi-unpack, {size_mb:.0f} MB pack ({ctx.runs} runs each)")
+        references, subjects = interleave(ctx.runs, plain, selfextract)
+        ctx.rss[which] = peak_rss(references)
+        row = ratio_row(
+            f"self-extract ({size_mb:.0f} MB pack)",
+            "environment.sh",
+            "pixi-unpack",
+            references,
+            subjects,
+            1.1,
+        )
+        rows.append(row)
+        rss = peak_rss(subjects)
+        rows.append(
+            Row(
+                "self-extract peak RSS",
+                f"environment.sh {rss:.0f} MB",
+                f"pixi-unpack {ctx.rss[which]:.0f} MB",
+                f"{rss:.0f} MB",
+                "<= 150 MB",
+                rss <= 150,
+                {"subject_max_rss_mb": rss, "reference_max_rss_mb": ctx.rss[which]},
+            )
+        )
+    if "base" in ctx.rss and "big" in ctx.rss:
+        base_mb, big_mb = ctx.rss["base"], ctx.rss["big"]
+        base_size = ctx.packs["base"].stat().st_size / 1e6
+        rows.append(
+            Row(
+                "pixi-unpack peak RSS vs pack size",
+                f"{size_mb:.0f} MB pack: {big_mb:.0f} MB",
+                f"{base_size:.0f} MB pack: {base_mb:.0f} MB",
+                f"+{big_mb - base_mb:.0f} MB",
+                "flat",
+                big_mb <= base_mb * 1.2 + 10,
+                {"rss_mb": {"base": base_mb, "big": big_mb}, "pack_mb": {"base": base_size, "big": size_mb}},
+            )
+        )
+    return rows
+
+
+def _scratches(count: int) -> Iterator[Path]:
+    for _ in range(count):
+        with scratch() as folder:
+            yield folder
+
+
+def build_executable(ctx: Context, which: str, log: Callable[[str], None]) -> tuple[Path | None, str]:
+    """``environment.sh`` of the set, or None and why it could not be made."""
+    if not PYZ.exists():
+        return None, f"{PYZ.relative_to(REPO)} is missing: run `make zipapp`"
+    output = WORK / f"{which}.sh"
+    log(f"making the self-extracting {output.relative_to(REPO)}")
+    command: list[str | Path] = [
+        BIN / "pixi-pack",
+        ctx.projects[which],
+        "--create-executable",
+        "-o",
+        output,
+        "-q",
+    ]
+    try:
+        run_process([*command, "--pixi-unpack-source", PYZ])
+    except BenchError as exc:
+        return None, str(exc).splitlines()[-1][:200]
+    return output, ""
+
+
+def bench_startup(ctx: Context, log: Callable[[str], None]) -> list[Row]:
+    if not PYZ.exists():
+        return [Row("pyz start-up", "-", "-", "not available", "<= 0.30 s", None)]
+    runs = 3 if ctx.quick else STARTUP_RUNS
+    log(f"4. {PYZ.name} --version start-up ({runs} runs, warm)")
+    command: list[str | Path] = [BASE_PYTHON, PYZ, "--version"]
+    run_process(command)
+    samples = [run_process(command) for _ in range(runs)]
+    seconds = median(samples)
+    return [
+        Row(
+            "pyz start-up (warm)",
+            f"python {PYZ.name} --version",
+            "-",
+            f"{seconds:.3f} s",
+            "<= 0.30 s",
+            seconds <= 0.3,
+            {"seconds": [round(s.seconds, 4) for s in samples]},
+        )
+    ]
+
+
+def machine() -> dict[str, Any]:
+    import rattler
+
+    import pixi_pack
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "pixi_pack": pixi_pack.__version__,
+        "py_rattler": getattr(rattler, "__version__", "?"),
+        "commit": commit.strip(),
+        "load_average": list(os.getloadavg()),
+    }
+
+
+def table(rows: Sequence[Row]) -> str:
+    header = ("benchmark", "subject", "reference", "result", "target", "status", "CPU time ratio")
+    lines = [
+        header,
+        *[(r.benchmark, r.subject, r.reference, r.result, r.target, r.status, r.cpu) for r in rows],
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def update_readme(text: str) -> None:
+    if not README.exists():
+        return
+    readme = README.read_text()
+    if TABLE_START not in readme or TABLE_END not in readme:
+        return
+    head, rest = readme.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    README.write_text(f"{head}{TABLE_START}\n{text}\n{TABLE_END}{tail}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="1 run each, no 1 GB pack: for development")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per side (default 5, quick 1)")
+    parser.add_argument(
+        "--only", default=",".join(ITEMS), help=f"comma-separated subset of {','.join(ITEMS)}"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    only = [item.strip() for item in args.only.split(",") if item.strip()]
+    unknown = sorted(set(only) - set(ITEMS))
+    if unknown:
+        print(f"error: unknown item(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    runs = args.runs or (1 if args.quick else 5)
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    want_big = "selfextract" in only and not args.quick
+    built = corpus.build_corpus(big=want_big, log=log)
+    shutil.rmtree(WORK, ignore_errors=True)
+    info = machine()
+    rows: list[Row] = []
+    with serve(corpus.CORPUS) as url:
+        ctx = Context(built, url, runs, args.quick)
+        make_packs(ctx, ["base", "big"] if want_big else ["base"], log)
+        benches: dict[str, Callable[[Context, Callable[[str], None]], list[Row]]] = {
+            "unpack": bench_unpack,
+            "pack": bench_pack,
+            "selfextract": bench_selfextract,
+            "startup": bench_startup,
+        }
+        for item in only:
+            rows += benches[item](ctx, log)
+        packs = {which: path.stat().st_size for which, path in ctx.packs.items()}
+    shutil.rmtree(WORK, ignore_errors=True)
+    info["load_average_end"] = list(os.getloadavg())
+    text = table(rows)
+    print(text)
+    summary = built.summary(built.packages)
+    results = {
+        "machine": info,
+        "runs": runs,
+        "quick": args.quick,
+        "corpus": {
+            **summary,
+            "pack_bytes": packs,
+            "big_extra": built.summary(built.big) if want_big else None,
+        },
+        "rows": [
+            {
+                "benchmark": r.benchmark,
+                "subject": r.subject,
+                "reference": r.reference,
+                "result": r.result,
+                "target": r.target,
+                "status": r.status,
+                "cpu": r.cpu,
+                **r.data,
+            }
+            for r in rows
+        ],
+    }
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.quick:
+        corpus_line = (
+            f"Corpus: {summary['packages']} packages, {summary['files']} files, "
+            f"{summary['unpacked_bytes'] / 1e6:.0f} MB unpacked, {packs['base'] / 1e6:.0f} MB pack. "
+            f"Machine: {info['cpu_count']} CPUs, {info['platform']}, Python {info['python']}, "
+            f"{info['date']}, load {info['load_average'][0]:.1f}, {runs} runs per side."
+        )
+        update_readme(f"{text}\n\n{corpus_line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
