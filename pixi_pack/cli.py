@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
+from .activate import SHELLS
 from .errors import PixiPackError
 from .models import DEFAULT_ENV_NAME, DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
 from .platforms import current_subdir, is_windows
 
 logger = logging.getLogger("pixi_pack")
-
-SHELLS = ("bash", "zsh", "sh", "cmd", "powershell")
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +59,7 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
         nargs="*",
         action="extend",
         default=[],
+        metavar="PACKAGE",
         help="add a conda package (.conda, .tar.bz2) or a wheel to the pack (repeatable)",
     )
     parser.add_argument(
@@ -75,6 +75,7 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
     parser.add_argument(
         "--pixi-unpack-source",
         default=None,
+        metavar="PATH_OR_URL",
         help="path or URL of the pixi-pack .pyz to embed with --create-executable (URL may end in #sha256=<hex>)",
     )
     parser.add_argument(
@@ -100,7 +101,9 @@ def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
         help="where to create the environment folder and the activation script (default: .)",
     )
     parser.add_argument("-e", "--env-name", default=DEFAULT_ENV_NAME, help="name of the environment folder")
-    parser.add_argument("-s", "--shell", choices=SHELLS, default=None, help="shell of the activation script")
+    parser.add_argument(
+        "-s", "--shell", choices=sorted(SHELLS), default=None, help="shell of the activation script"
+    )
     # Used by the self-extracting stub, which passes its own file and where the tar sits in it.
     parser.add_argument("--payload-offset", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--payload-length", type=int, default=None, help=argparse.SUPPRESS)
@@ -118,9 +121,9 @@ def _configure_logging(verbose: int, quiet: int) -> None:
     logger.propagate = False
 
 
-def _run(func: object, options: object) -> int:
+def _run(func: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> int:
     try:
-        func(options)  # type: ignore[operator]
+        func(args)
     except PixiPackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

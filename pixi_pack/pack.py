@@ -44,6 +44,8 @@ def pack(options: PackOptions) -> None:
     subdir = platform_subdir(data, options.platform)
     env = select_environment(data, options.environment, options.platform, lockfile.parent)
     conda, wheels = _select_packages(env, options, subdir)
+    _check_output(options)
+    # Work next to the output, so the finished pack is renamed into place on the same filesystem.
     staging_parent = options.output.parent if options.output is not None else None
     if staging_parent is not None:
         staging_parent.mkdir(parents=True, exist_ok=True)
@@ -52,13 +54,36 @@ def pack(options: PackOptions) -> None:
     try:
         fetcher = Fetcher(options.config, options.cache_dir)
         try:
+            pyz = _find_unpacker(options, fetcher, workdir)
             wheel_sha256 = _download(fetcher, conda, wheels, staging)
             _write_metadata(staging, conda, wheels, subdir, wheel_sha256)
-            _write_output(staging, options, subdir, fetcher)
+            _write_output(staging, options, subdir, pyz)
         finally:
             fetcher.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _check_output(options: PackOptions) -> None:
+    """Refuse early what would fail at the end: a --directory-only target that already has content."""
+    output = options.output
+    if (
+        options.directory_only
+        and output is not None
+        and output.exists()
+        and (not output.is_dir() or any(output.iterdir()))
+    ):
+        msg = f"output folder {output} already exists and is not empty: remove it or choose another -o"
+        raise PixiPackError(msg)
+
+
+def _find_unpacker(options: PackOptions, fetcher: Fetcher, workdir: Path) -> Path | None:
+    """The pyz to embed in a self-extracting pack, found (or downloaded) before any package is."""
+    if not options.create_executable:
+        return None
+    from .selfextract import find_unpacker
+
+    return find_unpacker(options.pixi_unpack_source, fetcher.download_file, directory=workdir)
 
 
 def _select_packages(
@@ -210,25 +235,18 @@ def _write_metadata(
     (staging / METADATA_FILE).write_text(metadata_json(metadata, wheel_sha256), encoding="utf-8")
 
 
-def _write_output(staging: Path, options: PackOptions, subdir: str, fetcher: Fetcher) -> None:
+def _write_output(staging: Path, options: PackOptions, subdir: str, pyz: Path | None) -> None:
     output = options.output
     if options.directory_only:
         assert output is not None
-        if output.exists() and (not output.is_dir() or any(output.iterdir())):
-            msg = f"output folder {output} already exists and is not empty: remove it or choose another -o"
-            raise PixiPackError(msg)
         if output.is_dir():
-            output.rmdir()
-        target = Path(tempfile.mkdtemp(prefix=".pixi-pack-dir-", dir=output.parent))
-        for child in staging.iterdir():
-            os.replace(child, target / child.name)
-        os.replace(target, output)
+            output.rmdir()  # empty: checked by _check_output
+        os.replace(staging, output)
         logger.info("created pack folder at %s", output)
         return
-    if options.create_executable:
-        from .selfextract import find_unpacker, write_executable
+    if pyz is not None:
+        from .selfextract import write_executable
 
-        pyz = find_unpacker(options.pixi_unpack_source, fetcher.download_file, directory=staging.parent)
         payload = staging.parent / "payload.tar"
         with open(payload, "wb") as tar:
             write_tar(staging, tar)

@@ -276,3 +276,23 @@ def test_source_and_sdist_entries_are_refused(tmp_path: Path, capsys: pytest.Cap
     )
     err = _fails([str(project), "-p", "linux-64", "-o", str(tmp_path / "o.tar")], capsys)
     assert "conda source packages" in err and "--inject" in err
+
+
+def test_output_problems_are_found_before_downloading(
+    tmp_path: Path,
+    served_channel: str,
+    channel: Channel,
+    http_server: HttpServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = _project(tmp_path, served_channel, list(channel.packages.values()))
+    err = _fails(
+        [str(project), "-p", "linux-64", "--create-executable", "-o", str(tmp_path / "e.sh")], capsys
+    )
+    assert "--pixi-unpack-source" in err
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file").write_text("mine")
+    err = _fails([str(project), "-p", "linux-64", "--directory-only", "-o", str(tmp_path / "taken")], capsys)
+    assert "already exists and is not empty" in err
+    assert http_server.requests == []
+    assert (tmp_path / "taken" / "file").read_text() == "mine"
