@@ -294,7 +294,9 @@ def verify_wheels(reader: PackReader, names: Sequence[str], expected: Mapping[st
     """Check every wheel against the sha256 recorded at pack time; both lists must agree exactly."""
     if expected is None:
         if names:
-            logger.warning("warning: the pack records no wheel hashes (made by another pixi-pack?): not verified")
+            logger.warning(
+                "warning: the pack records no wheel hashes (made by another pixi-pack?): not verified"
+            )
         return
     by_file = {PurePosixPath(n).name: n for n in names}
     missing = sorted(set(expected) - set(by_file))
