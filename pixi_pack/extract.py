@@ -77,16 +77,16 @@ class PackageInfo:
         try:
             return json.loads(self.files[name])
         except (ValueError, UnicodeDecodeError) as exc:
-            _malformed(file_name, f"info/{name} is not valid JSON ({exc})")
+            raise invalid_package(file_name, f"info/{name} is not valid JSON ({exc})") from exc
 
     def text(self, name: str) -> str | None:
         data = self.files.get(name)
         return None if data is None else data.decode("utf-8", errors="surrogateescape")
 
 
-def _malformed(file_name: str, what: str) -> NoReturn:
-    msg = f"{file_name} is not a valid conda package: {what}; download it again or rebuild it"
-    raise ArchiveError(msg)
+def invalid_package(file_name: str, what: str) -> ArchiveError:
+    """The error for a package whose contents contradict the conda package format."""
+    return ArchiveError(f"{file_name} is not a valid conda package: {what}; download it again or rebuild it")
 
 
 def package_format(file_name: str) -> str:
@@ -147,33 +147,33 @@ def _member(info: tarfile.TarInfo, file_name: str) -> Member | None:
     try:
         path = normalize_member_path(info.name)
     except ValueError as exc:
-        _malformed(file_name, str(exc))
+        raise invalid_package(file_name, str(exc)) from exc
     mtime = max(int(info.mtime), SAFE_MTIME_FLOOR)
     mode = info.mode & 0o777
     if info.isdir():
         return Member(path, "directory", mode, mtime) if path else None
     if not path:
-        _malformed(file_name, f"member {info.name!r} has no name")
+        raise invalid_package(file_name, f"member {info.name!r} has no name")
     if info.isreg():
         return Member(path, "file", mode, mtime, info.size)
     if info.issym():
         if not info.linkname:
-            _malformed(file_name, f"the symlink {path} has an empty target")
+            raise invalid_package(file_name, f"the symlink {path} has an empty target")
         if "\0" in info.linkname:
-            _malformed(file_name, f"the symlink {path} has a NUL byte in its target")
+            raise invalid_package(file_name, f"the symlink {path} has a NUL byte in its target")
         return Member(path, "symlink", mode, mtime, target=info.linkname)
     if info.islnk():
         try:
             source = normalize_member_path(info.linkname)
         except ValueError as exc:
-            _malformed(file_name, f"hard link {path}: {exc}")
+            raise invalid_package(file_name, f"hard link {path}: {exc}") from exc
         if not source:
-            _malformed(file_name, f"the hard link {path} has an empty target")
+            raise invalid_package(file_name, f"the hard link {path} has an empty target")
         return Member(path, "hardlink", mode, mtime, target=source)
     kind = (
         "a device file" if info.ischr() or info.isblk() else "a FIFO" if info.isfifo() else "a special file"
     )
-    _malformed(file_name, f"member {path} is {kind}")
+    raise invalid_package(file_name, f"member {path} is {kind}")
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -231,17 +231,17 @@ def _conda_members(archive: zipfile.ZipFile, file_name: str) -> tuple[zipfile.Zi
     for item in archive.infolist():
         name = item.filename
         if "/" in name or "\\" in name:
-            _malformed(
+            raise invalid_package(
                 file_name, f"the zip member {name!r} is inside a folder (members must be at the top level)"
             )
         if item.flag_bits & 0x1:
-            _malformed(file_name, f"the zip member {name} is encrypted")
+            raise invalid_package(file_name, f"the zip member {name} is encrypted")
         if name.endswith(".tar.zst") and name.startswith("info-"):
             info.append(item)
         elif name.endswith(".tar.zst") and name.startswith("pkg-"):
             pkg.append(item)
     if len(info) != 1 or len(pkg) != 1:
-        _malformed(file_name, "it must hold exactly one info-*.tar.zst and one pkg-*.tar.zst")
+        raise invalid_package(file_name, "it must hold exactly one info-*.tar.zst and one pkg-*.tar.zst")
     return info[0], pkg[0]
 
 
@@ -298,14 +298,14 @@ def read_info(source: BinaryIO, file_name: str) -> PackageInfo:
                 about_mtime = max(int(info.mtime), SAFE_MTIME_FLOOR)
             if key in INFO_FILES and info.isreg():
                 if key in files:
-                    _malformed(file_name, f"it holds info/{key} twice")
+                    raise invalid_package(file_name, f"it holds info/{key} twice")
                 if info.size > _INFO_LIMIT:
-                    _malformed(file_name, f"info/{key} is {info.size} bytes")
+                    raise invalid_package(file_name, f"info/{key} is {info.size} bytes")
                 with _reading(file_name):
                     data = tar.extractfile(info)
                     files[key] = data.read() if data else b""
     if "index.json" not in files:
-        _malformed(file_name, "info/index.json is missing")
+        raise invalid_package(file_name, "info/index.json is missing")
     return PackageInfo(files, about_mtime)
 
 
@@ -458,10 +458,10 @@ def _expected(info: PackageInfo, file_name: str) -> _Expected:
     document = info.json("paths.json", file_name)
     entries = document.get("paths") if isinstance(document, dict) else None
     if not isinstance(entries, list):
-        _malformed(file_name, "info/paths.json has no 'paths' list")
+        raise invalid_package(file_name, "info/paths.json has no 'paths' list")
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("_path"), str):
-            _malformed(file_name, "info/paths.json has an entry without '_path'")
+            raise invalid_package(file_name, "info/paths.json has an entry without '_path'")
         path = entry["_path"]
         if entry.get("path_type") == "directory":
             continue
@@ -492,7 +492,9 @@ def extract_package(open_package: Callable[[], BinaryIO], file_name: str, destin
                 _extract_member(writer, member, data, expected, seen, file_name)
         missing = sorted(expected.listed - seen.keys())
         if missing:
-            _malformed(file_name, f"info/paths.json lists {missing[0]} but the archive does not hold it")
+            raise invalid_package(
+                file_name, f"info/paths.json lists {missing[0]} but the archive does not hold it"
+            )
     except BaseException:
         writer.rollback()
         if made_root:
@@ -513,20 +515,22 @@ def _extract_member(
         writer.make_dirs(member.path)
         return
     if member.path in seen:
-        _malformed(file_name, f"it holds {member.path} twice")
+        raise invalid_package(file_name, f"it holds {member.path} twice")
     seen[member.path] = member.kind
     if member.path in expected.softlinks and member.kind != "symlink":
-        _malformed(
+        raise invalid_package(
             file_name,
             f"info/paths.json says {member.path} is a symlink but the archive holds a {member.kind}",
         )
     if member.kind == "symlink":
         if not link_stays_inside(member.path, member.target):
-            _malformed(file_name, f"the symlink {member.path} -> {member.target} points outside the package")
+            raise invalid_package(
+                file_name, f"the symlink {member.path} -> {member.target} points outside the package"
+            )
         writer.symlink(member.path, member.target, member.mtime)
     elif member.kind == "hardlink":
         if seen.get(member.target) != "file":
-            _malformed(
+            raise invalid_package(
                 file_name,
                 f"the hard link {member.path} refers to {member.target}, which is not an earlier file",
             )
