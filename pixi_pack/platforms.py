@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import platform
+import re
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from .errors import PixiPackError
 
@@ -92,6 +96,53 @@ def site_packages_dir(subdir: str, python_version: str) -> str:
     if is_windows(subdir):
         return "Lib/site-packages"
     return f"lib/python{python_version}/site-packages"
+
+
+_VERSION_SEGMENTS = re.compile(r"[._-]")
+
+
+def python_major_minor(version: str) -> tuple[int, int] | None:
+    """``(X, Y)`` when the first two segments of a conda version are plain numbers (rattler's rule)."""
+    version = version.lower().partition("+")[0]
+    if "!" in version:
+        version = version.split("!", 1)[1]
+    segments = _VERSION_SEGMENTS.split(version)
+    if len(segments) < 2 or not segments[0].isdigit() or not segments[1].isdigit():
+        return None
+    return int(segments[0]), int(segments[1])
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    """Where the environment's python keeps things, relative to the prefix (rattler's ``PythonInfo``).
+
+    Both noarch python conda packages and PyPI wheels are installed by this layout.
+    """
+
+    version: tuple[int, int]
+    site_packages: str
+    bin_dir: str
+    executable: str
+    """Relative path of the interpreter: ``bin/pythonX.Y`` (``python.exe`` on Windows)."""
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], subdir: str) -> PythonInfo | None:
+        """The layout of the python conda package ``record``; ``None`` if its version has no X.Y form."""
+        version = python_major_minor(str(record.get("version", "")))
+        if version is None:
+            return None
+        x_y = f"{version[0]}.{version[1]}"
+        site = str(record.get("python_site_packages_path") or site_packages_dir(subdir, x_y))
+        executable = "python.exe" if is_windows(subdir) else f"bin/python{x_y}"
+        return cls(version, site.strip("/"), bin_dir(subdir), executable)
+
+    def target_path(self, path: str) -> str:
+        """Where the path ``path`` of a noarch python package goes."""
+        if path.startswith("site-packages/"):
+            return f"{self.site_packages}/{path[len('site-packages/') :]}"
+        if path.startswith("python-scripts/"):
+            return f"{self.bin_dir}/{path[len('python-scripts/') :]}"
+        return path
 
 
 def path_entries(subdir: str) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ from .channel import normalize_project_name
 from .errors import ArchiveError, InstallError, PixiPackError
 from .hashing import check_digests, hash_stream
 from .models import METADATA_FILE, PYPI_DIR
-from .platforms import bin_dir, is_windows, site_packages_dir
+from .platforms import PythonInfo, is_windows, python_major_minor
 
 if TYPE_CHECKING:
     from installer.scripts import LauncherKind, ScriptSection
@@ -220,8 +220,7 @@ class PythonLayout:
 
 def python_version(record: Mapping[str, Any]) -> tuple[int, int] | None:
     """``(3, 12)`` from a python conda record's version ``3.12.1``; ``None`` if it does not say."""
-    match = re.match(r"(\d+)\.(\d+)", str(record.get("version", "")))
-    return (int(match[1]), int(match[2])) if match else None
+    return python_major_minor(str(record.get("version", "")))
 
 
 def python_layout(
@@ -232,22 +231,20 @@ def python_layout(
     if record is None:
         msg = "the pack has PyPI wheels but the environment has no python conda package: add python to it"
         raise InstallError(msg)
-    version = python_version(record)
-    if version is None:
+    python = PythonInfo.from_record(record, platform)
+    if python is None:
         msg = f"cannot tell the Python version of the python conda package {record.get('version')!r}"
         raise InstallError(msg)
-    x_y = _dotted(version)
-    site_packages = str(record.get("python_site_packages_path") or site_packages_dir(platform, x_y))
     if is_windows(platform):
-        interpreter, include = "python.exe", "Include"
+        interpreter, include = python.executable, "Include"
     else:
-        candidates = ("bin/python", f"bin/python{x_y}", f"bin/python{version[0]}")
-        interpreter = next((c for c in candidates if os.path.lexists(build_dir / c)), candidates[1])
-        include = f"include/python{x_y}"
+        candidates = ("bin/python", python.executable, f"bin/python{python.version[0]}")
+        interpreter = next((c for c in candidates if os.path.lexists(build_dir / c)), python.executable)
+        include = f"include/python{_dotted(python.version)}"
     return PythonLayout(
-        version,
-        site_packages,
-        bin_dir(platform),
+        python.version,
+        python.site_packages,
+        python.bin_dir,
         include,
         str(target_prefix / interpreter),
         _LAUNCHER_KINDS.get(platform, "posix"),
