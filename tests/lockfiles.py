@@ -19,28 +19,7 @@ from typing import Any, Union
 import yaml
 from builders import BuiltPackage, BuiltWheel
 
-KNOWN_SUBDIRS = frozenset(
-    {
-        "noarch",
-        "linux-32",
-        "linux-64",
-        "linux-aarch64",
-        "linux-armv6l",
-        "linux-armv7l",
-        "linux-ppc64le",
-        "linux-ppc64",
-        "linux-s390x",
-        "linux-riscv64",
-        "osx-64",
-        "osx-arm64",
-        "win-32",
-        "win-64",
-        "win-arm64",
-        "emscripten-wasm32",
-        "wasi-wasm32",
-        "zos-z",
-    }
-)
+from pixi_pack.platforms import KNOWN_SUBDIRS
 
 Environments = Mapping[str, Mapping[str, Sequence["LockEntry"]]]
 """environment name -> platform -> entries, in the order the lockfile lists them."""
