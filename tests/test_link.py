@@ -35,22 +35,15 @@ from builders import (
 from conftest import default_packages, prefix_tree, realdata_path
 from test_extract import member, tar_bytes
 
+from pixi_pack.condameta import HISTORY
 from pixi_pack.errors import ArchiveError, InstallError
 from pixi_pack.extract import read_info
-from pixi_pack.link import (
-    CLOBBERS_DIR,
-    HISTORY,
-    EntryPoint,
-    PythonInfo,
-    entry_point_script,
-    install_packages,
-    matchspec_name,
-    parse_has_prefix_line,
-    python_major_minor,
-    resolve_clobbers,
-    sort_topologically,
-)
+from pixi_pack.link import entry_point_script, install_packages
+from pixi_pack.matchspec import dependency_name
 from pixi_pack.models import PackageSource
+from pixi_pack.package_info import EntryPoint, parse_has_prefix_line
+from pixi_pack.plan import CLOBBERS_DIR, resolve_clobbers, sort_topologically
+from pixi_pack.platforms import PythonInfo, python_major_minor
 
 PLATFORM = "linux-64"
 RECORD_FIELDS = (
@@ -590,13 +583,14 @@ def test_python_info_site_packages_override() -> None:
     info = PythonInfo.from_record(
         {"version": "3.13.1", "python_site_packages_path": "lib/python3.13t/site-packages"}, "linux-64"
     )
+    assert info is not None
     assert info.target_path("site-packages/a/b.py") == "lib/python3.13t/site-packages/a/b.py"
     assert info.target_path("python-scripts/x") == "bin/x"
     assert info.target_path("info/other") == "info/other"
-    assert (
-        PythonInfo.from_record({"version": "3.12.0"}, "win-64").target_path("site-packages/a")
-        == "Lib/site-packages/a"
-    )
+    windows = PythonInfo.from_record({"version": "3.12.0"}, "win-64")
+    assert windows is not None
+    assert windows.target_path("site-packages/a") == "Lib/site-packages/a"
+    assert PythonInfo.from_record({"version": "3"}, "linux-64") is None
 
 
 @pytest.mark.parametrize(
@@ -609,8 +603,8 @@ def test_python_info_site_packages_override() -> None:
         ("a;b", "a"),
     ],
 )
-def test_matchspec_name(spec: str, name: str) -> None:
-    assert matchspec_name(spec) == name
+def test_dependency_name(spec: str, name: str) -> None:
+    assert dependency_name(spec) == name
 
 
 def test_has_prefix_lines() -> None:

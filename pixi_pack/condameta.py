@@ -1,0 +1,179 @@
+"""``conda-meta``: what an installed prefix records about each package, written as rattler writes it.
+
+:func:`prefix_record` builds the ``conda-meta/<dist>.json`` document of a package from its record and
+the ``paths_data`` of what was written (:class:`WrittenPath`, :func:`paths_data_item`);
+:func:`start_prefix` writes ``conda-meta/history`` and ``CACHEDIR.TAG`` into a new prefix. Read from
+rattler_conda_types' ``prefix_record.rs``, rattler's ``Prefix::create`` and upstream pixi-pack's
+``src/unpack.rs``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .extract import TreeWriter
+from .package_info import Package, PathEntry
+
+#: What upstream pixi-unpack writes to ``conda-meta/history`` (rattler itself leaves it empty).
+HISTORY = "// not relevant for pixi but for `conda run -p`"
+#: rattler marks every prefix it creates as a cache directory, so backup tools skip it.
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by rattler.\n"
+    "# For information about cache directory tags, see:\n"
+    "#\thttps://bford.info/cachedir/\n"
+)
+
+
+def start_prefix(writer: TreeWriter) -> None:
+    """``conda-meta/history`` and ``CACHEDIR.TAG``, as rattler's ``Prefix::create`` and pixi-unpack make them."""
+    writer.make_dirs("conda-meta")
+    writer.write("conda-meta/history", HISTORY.encode(), 0o644, None)
+    writer.write("CACHEDIR.TAG", CACHEDIR_TAG.encode(), 0o644, None)
+
+
+@dataclass
+class WrittenPath:
+    """What was written for one path of a package, as ``paths_data`` records it."""
+
+    entry: PathEntry
+    installed: str
+    """Where it was written, relative to the prefix (under ``__clobbers__`` for a clobbered copy)."""
+    kind: str
+    """``path_type``: ``hardlink``, ``softlink`` or ``directory``."""
+    sha256: str | None = None
+    sha256_in_prefix: str | None = None
+    """The written bytes' sha256 where it is not the package's."""
+    size: int | None = None
+    patched: bool = False
+    """A placeholder was replaced."""
+
+
+def paths_data_item(written: WrittenPath, final: str) -> dict[str, Any]:
+    """The ``paths_data`` entry of a path whose place in the prefix is ``final``."""
+    entry = written.entry
+    item: dict[str, Any] = {"_path": written.installed}
+    if written.installed != final:
+        item["original_path"] = final
+    item["path_type"] = written.kind
+    if entry.no_link:
+        item["no_link"] = True
+    if written.sha256:
+        item["sha256"] = written.sha256
+    if written.sha256_in_prefix:
+        item["sha256_in_prefix"] = written.sha256_in_prefix
+    if written.size is not None:
+        item["size_in_bytes"] = written.size
+    if written.patched:
+        item["file_mode"] = entry.file_mode
+    if entry.placeholder:
+        item["prefix_placeholder"] = entry.placeholder
+    return item
+
+
+def entry_point_item(installed: str, final: str, path_type: str, script: bytes) -> dict[str, Any]:
+    """The ``paths_data`` entry of an entry point script."""
+    item: dict[str, Any] = {"_path": installed}
+    if installed != final:
+        item["original_path"] = final
+    item.update(path_type=path_type, sha256=hashlib.sha256(script).hexdigest(), size_in_bytes=len(script))
+    return item
+
+
+_RECORD_KEYS = (
+    "arch",
+    "build",
+    "build_number",
+    "constrains",
+    "depends",
+    "extra_depends",
+    "features",
+    "flags",
+    "legacy_bz2_md5",
+    "legacy_bz2_size",
+    "license",
+    "license_family",
+    "md5",
+    "name",
+    "noarch",
+    "platform",
+    "purls",
+    "python_site_packages_path",
+    "run_exports",
+    "sha256",
+    "size",
+    "subdir",
+    "timestamp",
+    "track_features",
+    "version",
+)
+_OMIT_EMPTY = frozenset({"constrains", "extra_depends", "flags", "track_features"})
+
+
+def prefix_record(
+    package: Package, paths: Sequence[Mapping[str, Any]], target_prefix: Path
+) -> dict[str, Any]:
+    """The ``conda-meta/<dist>.json`` document, laid out as rattler serialises a ``PrefixRecord``.
+
+    The repodata fields come from the pack's record (name, version and build from ``index.json`` if it
+    lacks them), in rattler's order and with its omissions. ``url`` is the record's own if it has one,
+    else where the package sits in the pack's channel layout next to the environment. There is no
+    package cache, so ``extracted_package_dir``, ``package_tarball_full_path`` and ``link`` are left out.
+    """
+    record = package.source.record
+    document = _repodata_fields(record, package.index)
+    subdir = str(document.get("subdir") or "noarch")
+    fallback = (target_prefix.absolute().parent / "channel" / subdir / package.source.file_name).as_uri()
+    document["fn"] = package.source.file_name
+    document["url"] = str(record.get("url") or fallback)
+    if record.get("channel"):
+        document["channel"] = str(record["channel"])
+    document["requested_specs"] = []
+    document["files"] = [item["_path"] for item in paths]
+    document["paths_data"] = {"paths_version": 1, "paths": list(paths)}
+    return document
+
+
+def _repodata_fields(record: Mapping[str, Any], index: Mapping[str, Any]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key in _RECORD_KEYS:
+        value = _repodata_value(key, record, index)
+        if value is None or (key in _OMIT_EMPTY and not value) or (key == "noarch" and value is False):
+            continue
+        document[key] = value
+    return document
+
+
+def _repodata_value(key: str, record: Mapping[str, Any], index: Mapping[str, Any]) -> Any:
+    value = record.get(key, index.get(key) if key in ("name", "version", "build", "build_number") else None)
+    if key == "depends" and value is None:
+        return []
+    if key == "subdir" and value is None:
+        return index.get("subdir", "")
+    if key == "track_features" and value:
+        # rattler reads a list or a comma/space separated string and writes it space separated.
+        parts = value if isinstance(value, list) else re.split("[, ]", str(value))
+        return " ".join(str(part).strip() for part in parts)
+    return value
+
+
+def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
+    """Write ``document`` as rattler does (pretty, two spaces, no final newline) via a temp file."""
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    Path(path).chmod(0o644)

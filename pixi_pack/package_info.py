@@ -1,0 +1,227 @@
+"""What a conda package holds, as its ``info/`` folder tells: files, placeholders and entry points.
+
+:func:`load_package` reads ``info/index.json``, then ``info/paths.json`` (or, for old packages,
+``files``, ``has_prefix``, ``no_link`` and ``no_softlink``) and, for noarch python packages, the entry
+points of ``info/link.json`` into a :class:`Package`. Nothing here writes, and every path is checked
+before it is trusted. The rules follow rattler_conda_types' ``package/paths.rs``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .extract import PackageInfo, invalid_package, normalize_member_path, read_info
+from .models import PackageSource
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+@dataclass(frozen=True)
+class PathEntry:
+    """One entry of ``info/paths.json`` (or one rebuilt from ``info/files`` for old packages)."""
+
+    path: str
+    path_type: str
+    """``hardlink``, ``softlink`` or ``directory``; ``""`` when only the payload can tell (old packages)."""
+    sha256: str | None = None
+    size: int | None = None
+    placeholder: str | None = None
+    file_mode: str | None = None
+    no_link: bool = False
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """``command = module:function`` from ``info/link.json``."""
+
+    command: str
+    module: str
+    function: str
+
+
+@dataclass
+class Package:
+    """A package being installed: its source, metadata, and where each of its files goes."""
+
+    source: PackageSource
+    index: Mapping[str, Any]
+    info: PackageInfo
+    entries: list[PathEntry]
+    entry_points: list[EntryPoint]
+    final: dict[str, str] = field(default_factory=dict)
+    """Package path -> path in the prefix (noarch python paths mapped)."""
+    installed: dict[str, str] = field(default_factory=dict)
+    """Path in the prefix -> where this package's copy is written (itself, or under ``__clobbers__``)."""
+    shadowed: set[str] = field(default_factory=set)
+    """Package paths not written because an entry point of the same package takes their place."""
+
+    @property
+    def name(self) -> str:
+        return str(self.source.record.get("name") or self.index["name"]).lower()
+
+    @property
+    def dist(self) -> str:
+        record, index = self.source.record, self.index
+        name = record.get("name") or index["name"]
+        return f"{name}-{record.get('version') or index['version']}-{record.get('build') or index['build']}"
+
+    @property
+    def noarch_python(self) -> bool:
+        return self.index.get("noarch") == "python"
+
+    @property
+    def depends(self) -> list[str]:
+        depends = self.source.record.get("depends", self.index.get("depends", []))
+        return [str(d) for d in depends or []]
+
+
+def parse_paths_json(document: object, file_name: str) -> list[PathEntry]:
+    """The entries of an ``info/paths.json`` document; their paths are checked, not trusted."""
+    entries = document.get("paths") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise invalid_package(file_name, "info/paths.json has no 'paths' list")
+    result = []
+    for item in entries:
+        if not isinstance(item, dict) or not isinstance(item.get("_path"), str):
+            raise invalid_package(file_name, "info/paths.json has an entry without '_path'")
+        path_type = item.get("path_type", "hardlink")
+        if path_type not in ("hardlink", "softlink", "directory"):
+            raise invalid_package(
+                file_name, f"info/paths.json gives {item['_path']} the unknown type {path_type!r}"
+            )
+        placeholder = item.get("prefix_placeholder")
+        result.append(
+            PathEntry(
+                path=_safe_path(item["_path"], file_name),
+                path_type=path_type,
+                sha256=item.get("sha256"),
+                size=item.get("size_in_bytes"),
+                placeholder=placeholder,
+                file_mode=item.get("file_mode", "text") if placeholder else None,
+                no_link=bool(item.get("no_link", False)),
+            )
+        )
+    return result
+
+
+def parse_legacy_paths(info: PackageInfo, file_name: str) -> list[PathEntry]:
+    """Entries rebuilt from ``info/files``, ``info/has_prefix``, ``info/no_link`` and ``info/no_softlink``.
+
+    The types (file or symlink) are only known once the payload is read, as in rattler's fallback.
+    """
+    files = [line for line in (info.text("files") or "").splitlines() if line]
+    no_link = {
+        line for name in ("no_link", "no_softlink") for line in (info.text(name) or "").splitlines() if line
+    }
+    prefixes = {}
+    for line in (info.text("has_prefix") or "").splitlines():
+        if line.strip():
+            placeholder, mode, path = parse_has_prefix_line(line, file_name)
+            prefixes[path] = (placeholder, mode)
+    return [
+        PathEntry(
+            path=_safe_path(path, file_name),
+            path_type="",
+            placeholder=prefixes[path][0] if path in prefixes else None,
+            file_mode=prefixes[path][1] if path in prefixes else None,
+            no_link=path in no_link,
+        )
+        for path in files
+    ]
+
+
+def parse_has_prefix_line(line: str, file_name: str) -> tuple[str, str, str]:
+    """``(placeholder, text|binary, path)`` from a ``has_prefix`` line; quoted fields may hold spaces."""
+    fields = _split_quoted(line.strip(), file_name)
+    if len(fields) == 1:
+        return "/opt/anaconda1anaconda2anaconda3", "text", fields[0]
+    if len(fields) == 3 and fields[1].lower() in ("text", "binary"):
+        return fields[0], fields[1].lower(), fields[2]
+    raise invalid_package(file_name, f"info/has_prefix has a malformed line: {line!r}")
+
+
+def _split_quoted(text: str, file_name: str) -> list[str]:
+    fields: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+        elif text[i] == '"':
+            value, i = _read_quoted(text, i + 1, file_name)
+            fields.append(value)
+        else:
+            end = i
+            while end < len(text) and not text[end].isspace():
+                end += 1
+            fields.append(text[i:end])
+            i = end
+    return fields
+
+
+def _read_quoted(text: str, i: int, file_name: str) -> tuple[str, int]:
+    value: list[str] = []
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            value.append(text[i + 1])
+            i += 2
+        elif char == '"':
+            return "".join(value), i + 1
+        else:
+            value.append(char)
+            i += 1
+    raise invalid_package(file_name, f"info/has_prefix has an unterminated quote: {text!r}")
+
+
+def parse_entry_point(spec: str, file_name: str) -> EntryPoint:
+    """``cmd = pkg.module:func`` with rattler's checks (a plain command name, dotted python names)."""
+    command, sep, target = spec.partition("=")
+    module, sep2, function = target.partition(":")
+    command, module, function = command.strip(), module.strip(), function.strip()
+    bad = (
+        not sep
+        or not sep2
+        or not command
+        or command.startswith(".")
+        or any(c in command for c in "/\\\0")
+        or not _DOTTED.match(module)
+        or not _DOTTED.match(function)
+    )
+    if bad:
+        raise invalid_package(file_name, f"info/link.json has an invalid entry point {spec!r}")
+    return EntryPoint(command, module, function)
+
+
+def _safe_path(path: str, file_name: str) -> str:
+    try:
+        clean = normalize_member_path(path)
+    except ValueError as exc:
+        raise invalid_package(file_name, f"info/paths.json: {exc}") from exc
+    if not clean:
+        raise invalid_package(file_name, "info/paths.json lists an empty path")
+    return clean
+
+
+def load_package(source: PackageSource) -> Package:
+    """Read a package's ``info/`` and parse what installing it needs."""
+    with source.open() as stream:
+        info = read_info(stream, source.file_name)
+    index = info.json("index.json", source.file_name)
+    if not isinstance(index, dict) or not all(
+        isinstance(index.get(k), str) for k in ("name", "version", "build")
+    ):
+        raise invalid_package(source.file_name, "info/index.json lacks name, version or build")
+    if "paths.json" in info.files:
+        entries = parse_paths_json(info.json("paths.json", source.file_name), source.file_name)
+    else:
+        entries = parse_legacy_paths(info, source.file_name)
+    entry_points: list[EntryPoint] = []
+    if index.get("noarch") == "python" and "link.json" in info.files:
+        link = info.json("link.json", source.file_name)
+        noarch = link.get("noarch") if isinstance(link, dict) else None
+        specs = noarch.get("entry_points", []) if isinstance(noarch, dict) else []
+        entry_points = [parse_entry_point(str(spec), source.file_name) for spec in specs or []]
+    return Package(source, index, info, entries, entry_points)
