@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .errors import InstallError
+from .platforms import is_windows
 
 #: Longest ``#!`` line Linux executes (``BINPRM_BUF_SIZE`` - 1); macOS allows 512.
 MAX_SHEBANG_LINUX = 127
@@ -26,10 +27,6 @@ class PrefixTooLongError(InstallError):
     """A binary file's placeholder is shorter than the target prefix, so it cannot be replaced."""
 
 
-def is_windows_platform(platform: str) -> bool:
-    return platform.startswith("win-")
-
-
 def is_unix_platform(platform: str) -> bool:
     """Whether rattler treats ``platform`` as unix (shebangs are rewritten there only)."""
     return platform.startswith(("linux-", "osx-", "ios-", "android-", "emscripten-", "freebsd-"))
@@ -40,7 +37,7 @@ def prefix_for_platform(target_prefix: str, platform: str) -> str:
 
     Backslashes would turn into escapes inside the quoted strings that usually hold the prefix.
     """
-    return target_prefix.replace("\\", "/") if is_windows_platform(platform) else target_prefix
+    return target_prefix.replace("\\", "/") if is_windows(platform) else target_prefix
 
 
 def replace_prefix(data: bytes, placeholder: str, target_prefix: str, file_mode: str, platform: str) -> bytes:
@@ -50,7 +47,7 @@ def replace_prefix(data: bytes, placeholder: str, target_prefix: str, file_mode:
     """
     prefix = prefix_for_platform(target_prefix, platform)
     if file_mode == "binary":
-        if is_windows_platform(platform):
+        if is_windows(platform):
             return data
         return replace_binary_placeholder(data, placeholder, prefix)
     return replace_text_placeholder(data, placeholder, prefix, platform)
