@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -244,13 +245,16 @@ VersionPredicate = Callable[[VersionOrder], bool]
 _OPERATOR_RUN = re.compile(r"[=!<>~]+")
 _VERSION_RUN = re.compile(r"[\w!.*+-]+")
 _OPERATORS = ("==", "!=", ">", ">=", "<", "<=", "=", "~=")
+_ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
 _COMPARISONS: dict[str, Callable[[VersionOrder, VersionOrder], bool]] = {
-    "==": lambda v, limit: v == limit,
-    "!=": lambda v, limit: v != limit,
-    ">": lambda v, limit: v > limit,
-    ">=": lambda v, limit: v >= limit,
-    "<": lambda v, limit: v < limit,
-    "<=": lambda v, limit: v <= limit,
+    **_ORDERINGS,
     "=": lambda v, limit: v.startswith(limit),
     "!=startswith": lambda v, limit: not v.startswith(limit),
     "~=": lambda v, limit: v.compatible_with(limit),
@@ -420,15 +424,7 @@ def _string_matcher(pattern: str) -> StringPredicate:
 
 
 _BUILD_NUMBER = re.compile(r"\s*(==|!=|>=|<=|>|<|=)?\s*([0-9]+)\s*")
-_BUILD_NUMBER_OPS: dict[str, Callable[[int, int], bool]] = {
-    "==": lambda a, b: a == b,
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-}
+_BUILD_NUMBER_OPS: dict[str, Callable[[int, int], bool]] = {**_ORDERINGS, "=": operator.eq}
 
 
 def _build_number_matcher(text: str) -> Callable[[int], bool]:
