@@ -49,7 +49,7 @@ _SMALL_FILE = 512 << 10
 _PENDING_WRITES = 256
 
 
-# --- the whole installation ------------------------------------------------------------------------
+# --- the whole installation ---------------------------------------------------------------------------
 
 
 def install_packages(
@@ -78,15 +78,20 @@ def install_packages(
             packages, build_dir, target_prefix, platform, max(1, workers or os.cpu_count() or 1), on_installed
         )
     except BaseException:
-        if made_build_dir:
-            shutil.rmtree(build_dir, ignore_errors=True)
-        else:
-            for child in build_dir.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child, ignore_errors=True)
-                else:
-                    child.unlink(missing_ok=True)
+        _undo(build_dir, made_build_dir)
         raise
+
+
+def _undo(build_dir: Path, made_build_dir: bool) -> None:
+    """Leave ``build_dir`` as it was before: absent, or empty."""
+    if made_build_dir:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        return
+    for child in build_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _install(
@@ -172,7 +177,7 @@ def _warn_link_scripts(packages: Iterable[Package], platform: str) -> None:
                 )
 
 
-# --- writing one package ---------------------------------------------------------------------------
+# --- writing one package ------------------------------------------------------------------------------
 
 
 @dataclass

@@ -78,6 +78,33 @@ class Package:
         return [str(d) for d in depends or []]
 
 
+def load_package(source: PackageSource) -> Package:
+    """Read a package's ``info/`` and parse what installing it needs."""
+    with source.open() as stream:
+        info = read_info(stream, source.file_name)
+    index = info.json("index.json", source.file_name)
+    if not isinstance(index, dict) or not all(
+        isinstance(index.get(k), str) for k in ("name", "version", "build")
+    ):
+        raise invalid_package(source.file_name, "info/index.json lacks name, version or build")
+    if "paths.json" in info.files:
+        entries = parse_paths_json(info.json("paths.json", source.file_name), source.file_name)
+    else:
+        entries = parse_legacy_paths(info, source.file_name)
+    entry_points = _entry_points(info, source.file_name) if index.get("noarch") == "python" else []
+    return Package(source, index, info, entries, entry_points)
+
+
+def _entry_points(info: PackageInfo, file_name: str) -> list[EntryPoint]:
+    """The ``noarch.entry_points`` of ``info/link.json``, if there is one."""
+    if "link.json" not in info.files:
+        return []
+    link = info.json("link.json", file_name)
+    noarch = link.get("noarch") if isinstance(link, dict) else None
+    specs = noarch.get("entry_points", []) if isinstance(noarch, dict) else []
+    return [parse_entry_point(str(spec), file_name) for spec in specs or []]
+
+
 def parse_paths_json(document: object, file_name: str) -> list[PathEntry]:
     """The entries of an ``info/paths.json`` document; their paths are checked, not trusted."""
     entries = document.get("paths") if isinstance(document, dict) else None
@@ -203,25 +230,3 @@ def _safe_path(path: str, file_name: str) -> str:
     if not clean:
         raise invalid_package(file_name, "info/paths.json lists an empty path")
     return clean
-
-
-def load_package(source: PackageSource) -> Package:
-    """Read a package's ``info/`` and parse what installing it needs."""
-    with source.open() as stream:
-        info = read_info(stream, source.file_name)
-    index = info.json("index.json", source.file_name)
-    if not isinstance(index, dict) or not all(
-        isinstance(index.get(k), str) for k in ("name", "version", "build")
-    ):
-        raise invalid_package(source.file_name, "info/index.json lacks name, version or build")
-    if "paths.json" in info.files:
-        entries = parse_paths_json(info.json("paths.json", source.file_name), source.file_name)
-    else:
-        entries = parse_legacy_paths(info, source.file_name)
-    entry_points: list[EntryPoint] = []
-    if index.get("noarch") == "python" and "link.json" in info.files:
-        link = info.json("link.json", source.file_name)
-        noarch = link.get("noarch") if isinstance(link, dict) else None
-        specs = noarch.get("entry_points", []) if isinstance(noarch, dict) else []
-        entry_points = [parse_entry_point(str(spec), source.file_name) for spec in specs or []]
-    return Package(source, index, info, entries, entry_points)
