@@ -9,6 +9,7 @@ Kept apart from run.py so the process imports nothing but rattler.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,3 +41,7 @@ def install(channel: Path, prefix: Path, cache: Path, file_names: Sequence[str])
 if __name__ == "__main__":
     channel, prefix, cache, *names = sys.argv[1:]
     install(Path(channel).resolve(), Path(prefix).resolve(), Path(cache).resolve(), names)
+    # py-rattler 0.28's runtime threads can abort the interpreter while it finalizes ("PyGILState_Release:
+    # thread state ... must be current"); the work is done and flushed, so skip finalization.
+    sys.stdout.flush()
+    os._exit(0)

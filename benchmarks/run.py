@@ -50,7 +50,8 @@ WORK = corpus.CACHE / "work"
 TMPFS = Path("/dev/shm/pixi-pack-bench")
 """Where the unpack benchmarks also write, to take the disk (and its noise) out of the comparison."""
 BIN = Path(sys.executable).parent
-PYZ = REPO / "dist" / "pixi-pack.pyz"
+PYZ = corpus.CACHE / "zipapp" / "pixi-pack.pyz"
+"""Built from the working tree by ``build_zipapp.py`` at the start of each run (as ``make zipapp`` does)."""
 RESULTS = HERE / "results.json"
 README = HERE / "README.md"
 TABLE_START = "<!-- results:start -->"
@@ -58,6 +59,7 @@ TABLE_END = "<!-- results:end -->"
 BASE_PYTHON = Path(getattr(sys, "_base_executable", sys.executable))
 """The interpreter without this venv, as a user's ``python3`` would be: it runs the ``.pyz``."""
 FLOOR_WORKERS = 4
+RETRIES = 3
 STARTUP_RUNS = 10
 SMOKE_TEST = (
     "import numpy, scipy.linalg, pandas, matplotlib, ssl, ctypes; matplotlib.use('agg'); "
@@ -249,6 +251,8 @@ class Context:
     projects: dict[str, Path] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)
     """Peak RSS of plain pixi-unpack per set."""
+    pyz_error: str = ""
+    """Why the zipapp could not be built, if it could not."""
 
     def packages(self, which: str) -> tuple[Any, ...]:
         return self.corpus.packages + (self.corpus.big if which == "big" else ())
@@ -359,21 +363,25 @@ def prefix_tree(prefix: Path) -> dict[str, tuple[str, str]]:
 
 
 def bench_pack(ctx: Context, log: Callable[[str], None]) -> list[Row]:
-    project = ctx.projects["base"]
-    urls = [p.url(ctx.channel_url) for p in ctx.corpus.packages]
+    rows = []
+    for which, project in ctx.projects.items():
+        urls = [p.url(ctx.channel_url) for p in ctx.packages(which)]
+        size_mb = ctx.packs[which].stat().st_size / 1e6
 
-    def floor(folder: Path) -> Sample:
-        script = HERE / "fetch_floor.py"
-        return run_process([sys.executable, script, folder, str(FLOOR_WORKERS), *urls])
+        def floor(folder: Path, urls: list[str] = urls) -> Sample:
+            script = HERE / "fetch_floor.py"
+            return run_process([sys.executable, script, folder, str(FLOOR_WORKERS), *urls])
 
-    def pixi_pack(folder: Path) -> Sample:
-        return run_process([BIN / "pixi-pack", project, "-o", folder / "environment.tar", "-q"])
+        def pixi_pack(folder: Path, project: Path = project) -> Sample:
+            return run_process([BIN / "pixi-pack", project, "-o", folder / "environment.tar", "-q"])
 
-    log(f"2. pixi-pack vs urllib download floor ({ctx.runs} runs each)")
-    references, subjects = interleave(ctx.runs, floor, pixi_pack)
-    row = ratio_row("pack (loopback)", "pixi-pack", "urllib floor", references, subjects, 1.5)
-    row.data["floor_workers"] = FLOOR_WORKERS
-    return [row]
+        log(f"2. pixi-pack vs urllib download floor, {size_mb:.0f} MB ({ctx.runs} runs each)")
+        references, subjects = interleave(ctx.runs, floor, pixi_pack)
+        name = f"pack, loopback ({size_mb:.0f} MB)"
+        row = ratio_row(name, "pixi-pack", "urllib floor", references, subjects, 1.5)
+        row.data["floor_workers"] = FLOOR_WORKERS
+        rows.append(row)
+    return rows
 
 
 def bench_selfextract(ctx: Context, log: Callable[[str], None]) -> list[Row]:
@@ -395,8 +403,19 @@ def bench_selfextract(ctx: Context, log: Callable[[str], None]) -> list[Row]:
     else:
         env = {**os.environ, "PIXI_PACK_PYTHON": str(BASE_PYTHON)}
 
+        failures: list[str] = []
+
         def selfextract(folder: Path) -> Sample:
-            return run_process(["sh", executable, "-o", folder, "-e", "env", "-q"], env=env)
+            # A failed run is retried (in a clean folder) and counted, so a flaky failure is reported
+            # without losing the timing.
+            for _ in range(RETRIES):
+                try:
+                    return run_process(["sh", executable, "-o", folder, "-e", "env", "-q"], env=env)
+                except BenchError as exc:
+                    failures.append(str(exc).strip().splitlines()[-1][:300])
+                    shutil.rmtree(folder, ignore_errors=True)
+                    folder.mkdir()
+            raise BenchError(f"environment.sh failed {RETRIES} times in a row: {failures[-1]}")
 
         log(f"3. environment.sh vs pixi-unpack, {size_mb:.0f} MB pack ({ctx.runs} runs each)")
         references, subjects = interleave(ctx.runs, plain, selfextract)
@@ -409,6 +428,10 @@ def bench_selfextract(ctx: Context, log: Callable[[str], None]) -> list[Row]:
             subjects,
             1.1,
         )
+        if failures:
+            row.ok = False
+            row.result += f" ({len(failures)} failed runs)"
+            row.data["failures"] = failures
         rows.append(row)
         rss = peak_rss(subjects)
         rows.append(
@@ -445,10 +468,21 @@ def _scratches(count: int) -> Iterator[Path]:
             yield folder
 
 
+def build_pyz(log: Callable[[str], None]) -> str:
+    """Build PYZ from the working tree; returns why it failed ("" when it worked)."""
+    log(f"building {PYZ.relative_to(REPO)} with build_zipapp.py")
+    PYZ.unlink(missing_ok=True)
+    try:
+        run_process([sys.executable, REPO / "build_zipapp.py", "-o", PYZ])
+    except BenchError as exc:
+        return f"build_zipapp.py failed: {str(exc).splitlines()[-1][:200]}"
+    return ""
+
+
 def build_executable(ctx: Context, which: str, log: Callable[[str], None]) -> tuple[Path | None, str]:
     """``environment.sh`` of the set, or None and why it could not be made."""
     if not PYZ.exists():
-        return None, f"{PYZ.relative_to(REPO)} is missing: run `make zipapp`"
+        return None, ctx.pyz_error or "no zipapp"
     output = WORK / f"{which}.sh"
     log(f"making the self-extracting {output.relative_to(REPO)}")
     command: list[str | Path] = [
@@ -468,7 +502,7 @@ def build_executable(ctx: Context, which: str, log: Callable[[str], None]) -> tu
 
 def bench_startup(ctx: Context, log: Callable[[str], None]) -> list[Row]:
     if not PYZ.exists():
-        return [Row("pyz start-up", "-", "-", "not available", "<= 0.30 s", None)]
+        return [Row("pyz start-up", "-", "-", "not available", "<= 0.30 s", None, {"why": ctx.pyz_error})]
     runs = 3 if ctx.quick else STARTUP_RUNS
     log(f"4. {PYZ.name} --version start-up ({runs} runs, warm)")
     command: list[str | Path] = [BASE_PYTHON, PYZ, "--version"]
@@ -552,13 +586,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    want_big = "selfextract" in only and not args.quick
+    want_big = not args.quick and ("selfextract" in only or "pack" in only)
     built = corpus.build_corpus(big=want_big, log=log)
     shutil.rmtree(WORK, ignore_errors=True)
     info = machine()
     rows: list[Row] = []
     with serve(corpus.CORPUS) as url:
         ctx = Context(built, url, runs, args.quick)
+        if "selfextract" in only or "startup" in only:
+            ctx.pyz_error = build_pyz(log)
         make_packs(ctx, ["base", "big"] if want_big else ["base"], log)
         benches: dict[str, Callable[[Context, Callable[[str], None]], list[Row]]] = {
             "unpack": bench_unpack,
@@ -567,7 +603,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "startup": bench_startup,
         }
         for item in only:
-            rows += benches[item](ctx, log)
+            try:
+                new = benches[item](ctx, log)
+            except BenchError as exc:
+                # One broken item must not cost the others' results: it becomes a failed row.
+                log(f"error: {item}: {exc}")
+                new = [Row(item, "-", "-", "error", "-", False, {"error": str(exc)[-2000:]})]
+            for row in new:
+                log(f"   {row.benchmark}: {row.result} ({row.status})")
+            rows += new
         packs = {which: path.stat().st_size for which, path in ctx.packs.items()}
     shutil.rmtree(WORK, ignore_errors=True)
     info["load_average_end"] = list(os.getloadavg())
