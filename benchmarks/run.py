@@ -115,26 +115,23 @@ def peak_rss(samples: Sequence[Sample]) -> float:
 
 
 def run_process(command: Sequence[str | Path], env: dict[str, str] | None = None) -> Sample:
-    """Run ``command`` to completion, its output discarded; its wall time and peak RSS (from ``wait4``)."""
+    """Run ``command`` to completion, its output discarded: wall time, CPU time and peak RSS.
+
+    Started through ``measure.py`` (see there why), which reports the command's own ``wait4`` figures.
+    """
     os.sync()
+    launcher = [sys.executable, "-I", "-S", str(HERE / "measure.py")]
     with tempfile.TemporaryFile() as errors:
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            [str(c) for c in command],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            env=env,
+        done = subprocess.run(
+            [*launcher, *map(str, command)], stdout=subprocess.PIPE, stderr=errors, env=env, check=False
         )
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
+        result = json.loads(done.stdout) if done.returncode == 0 and done.stdout else {"returncode": -1}
+        if result["returncode"] != 0:
             errors.seek(0)
             tail = errors.read().decode(errors="replace")[-3000:]
-            msg = f"{' '.join(map(str, command))} exited with {process.returncode}:\n{tail}"
+            msg = f"{' '.join(map(str, command))} exited with {result['returncode']}:\n{tail}"
             raise BenchError(msg)
-    return Sample(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    return Sample(result["seconds"], result["cpu_seconds"], result["max_rss_kb"] / 1024)
 
 
 def run_inline(func: Callable[[], object]) -> Sample:
