@@ -8,6 +8,7 @@ import base64
 import functools
 import hashlib
 import http.server
+import json
 import os
 import shutil
 import threading
@@ -30,6 +31,9 @@ from builders import (
 )
 from pythonpkg import build_python_package, can_build_python_package
 
+from pixi_pack.extract import read_info
+from pixi_pack.models import PackageSource
+
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
 
@@ -39,6 +43,19 @@ def realdata_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path}")
     return path
+
+
+def source_of(path: Path, record: dict[str, Any] | None = None) -> PackageSource:
+    """A PackageSource as unpack builds one: the pack's record (by default read from the package and
+    hashed), a fresh reader per call."""
+    if record is None:
+        with path.open("rb") as stream:
+            record = json.loads(read_info(stream, path.name).files["index.json"])
+        data = path.read_bytes()
+        record.update(
+            sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(), size=len(data)
+        )
+    return PackageSource(path.name, record, lambda: path.open("rb"))
 
 
 @pytest.fixture

@@ -32,12 +32,11 @@ from builders import (
     executable,
     text_prefix,
 )
-from conftest import default_packages, prefix_tree, realdata_path
+from conftest import default_packages, prefix_tree, realdata_path, source_of
 from test_extract import member, tar_bytes
 
 from pixi_pack.condameta import HISTORY
 from pixi_pack.errors import ArchiveError, InstallError
-from pixi_pack.extract import read_info
 from pixi_pack.link import entry_point_script, install_packages
 from pixi_pack.matchspec import dependency_name
 from pixi_pack.models import PackageSource
@@ -59,18 +58,6 @@ RECORD_FIELDS = (
     "md5",
     "size",
 )
-
-
-def source_of(path: Path, record: dict[str, Any] | None = None) -> PackageSource:
-    """A PackageSource as unpack builds one: the pack's record, a fresh reader per call."""
-    if record is None:
-        with path.open("rb") as stream:
-            record = json.loads(read_info(stream, path.name).files["index.json"])
-        data = path.read_bytes()
-        record.update(
-            sha256=hashlib.sha256(data).hexdigest(), md5=hashlib.md5(data).hexdigest(), size=len(data)
-        )
-    return PackageSource(path.name, record, lambda: path.open("rb"))
 
 
 def built(packages: Sequence[BuiltPackage]) -> list[PackageSource]:
