@@ -20,7 +20,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +205,11 @@ class _PackageInstaller:
             for e in package.entries
             if e.path_type != "directory" and e.path not in package.shadowed
         }
+        # Each folder a listed path lies in -> the first such path, to refuse a member in its place.
+        self.listed_inside: dict[str, str] = {}
+        for path in sorted(self.by_path):
+            for folder in _parents(path):
+                self.listed_inside.setdefault(folder, path)
         self.written: dict[str, WrittenPath] = {}
         self.symlinks: dict[str, str] = {}
         self.file_meta: dict[str, tuple[int, int]] = {}
@@ -275,11 +280,20 @@ class _PackageInstaller:
     def _check_member(self, member: Member, entry: PathEntry) -> None:
         if member.path in self.written or member.path in self.deferred_paths:
             raise invalid_package(self.file_name, f"it holds {member.path} twice")
+        what = {"file": "a regular file", "hardlink": "a hard link"}.get(member.kind, f"a {member.kind}")
         if entry.path_type == "softlink" and member.kind != "symlink":
-            what = "a regular file" if member.kind == "file" else f"a {member.kind}"
             raise invalid_package(
                 self.file_name,
                 f"info/paths.json says {member.path} is a symlink but the archive holds {what}",
+            )
+        if member.kind != "directory" and member.path in self.listed_inside:
+            # The plan would send the inner path to __clobbers__, but one package cannot mean both.
+            inner = self.listed_inside[member.path]
+            raise invalid_package(self.file_name, f"it lists {inner} inside {member.path}, which is {what}")
+        if member.kind == "hardlink" and member.target not in self.file_meta:
+            raise invalid_package(
+                self.file_name,
+                f"the hard link {member.path} refers to {member.target}, which is not an earlier file",
             )
 
     def _directory(self, member: Member, entry: PathEntry) -> None:
@@ -470,6 +484,13 @@ def _warn_no_launcher(dist: str, point: EntryPoint, python: PythonInfo) -> None:
         python.bin_dir,
         point.command,
     )
+
+
+def _parents(path: str) -> Iterator[str]:
+    """The folders ``path`` lies in: ``a``, ``a/b`` for ``a/b/c``."""
+    parts = path.split("/")
+    for end in range(1, len(parts)):
+        yield "/".join(parts[:end])
 
 
 def _join_link(link: str, target: str) -> str:

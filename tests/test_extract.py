@@ -1,36 +1,34 @@
-"""Reading conda packages safely: layout checks, hostile members, real broken packages."""
+"""Reading conda packages safely: layout checks, hostile members, real broken packages.
+
+Whole packages go through :func:`~pixi_pack.link.install_packages`, the one path pixi-unpack installs by.
+"""
 
 from __future__ import annotations
 
 import bz2
+import hashlib
 import io
 import json
+import random
 import re
 import tarfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 import zstandard
 from builders import Directory, Symlink, build_package, executable, text_prefix
-from conftest import realdata_path
+from conftest import prefix_tree, realdata_path, source_of
 
-from pixi_pack.errors import ArchiveError
-from pixi_pack.extract import (
-    extract_package,
-    iter_payload,
-    link_stays_inside,
-    normalize_member_path,
-    read_info,
-)
+from pixi_pack.errors import ArchiveError, PixiPackError
+from pixi_pack.extract import iter_payload, link_stays_inside, normalize_member_path, read_info
+from pixi_pack.link import install_packages
 
-INDEX = {"name": "evil", "version": "1", "build": "0", "build_number": 0, "depends": [], "subdir": "noarch"}
-
-
-def opener(path: Path) -> Callable[[], BinaryIO]:
-    return lambda: path.open("rb")
+PLATFORM = "linux-64"
+INDEX = {"name": "evil", "version": "1", "build": "0", "build_number": 0, "depends": [], "subdir": PLATFORM}
 
 
 def tar_bytes(members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
@@ -52,13 +50,16 @@ def member(name: str, data: bytes | None = b"x", **attrs: object) -> tuple[tarfi
 
 
 def info_members(
-    paths: Sequence[dict[str, Any]] | None = None,
+    paths: Sequence[dict[str, Any]] | None = None, files: Sequence[str] | None = None
 ) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """``info/index.json``, and ``info/paths.json`` or the old ``info/files`` if given."""
     result = [member("info/index.json", json.dumps(INDEX).encode())]
     if paths is not None:
         result.append(
             member("info/paths.json", json.dumps({"paths": list(paths), "paths_version": 1}).encode())
         )
+    if files is not None:
+        result.append(member("info/files", "".join(f"{f}\n" for f in files).encode()))
     return result
 
 
@@ -67,12 +68,13 @@ def write_conda(
     payload: Sequence[tuple[tarfile.TarInfo, bytes | None]],
     *,
     paths: Sequence[dict[str, Any]] | None = None,
+    files: Sequence[str] | None = None,
     names: tuple[str, str] = ("info-evil-1-0.tar.zst", "pkg-evil-1-0.tar.zst"),
 ) -> Path:
     zstd = zstandard.ZstdCompressor()
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("metadata.json", '{"conda_pkg_format_version": 2}')
-        archive.writestr(names[0], zstd.compress(tar_bytes(info_members(paths))))
+        archive.writestr(names[0], zstd.compress(tar_bytes(info_members(paths, files))))
         archive.writestr(names[1], zstd.compress(tar_bytes(payload)))
     return path
 
@@ -82,13 +84,40 @@ def write_tar_bz2(
     members: Sequence[tuple[tarfile.TarInfo, bytes | None]],
     *,
     paths: Sequence[dict[str, Any]] | None = None,
+    files: Sequence[str] | None = None,
 ) -> Path:
-    path.write_bytes(bz2.compress(tar_bytes([*info_members(paths), *members])))
+    path.write_bytes(bz2.compress(tar_bytes([*info_members(paths, files), *members])))
     return path
 
 
+def listed(members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> list[dict[str, Any]]:
+    """``info/paths.json`` entries for every member with a usable name, so the installer writes it."""
+    entries = []
+    for info, _ in members:
+        try:
+            path = normalize_member_path(info.name)
+        except ValueError:
+            continue
+        kind = "softlink" if info.issym() else "directory" if info.isdir() else "hardlink"
+        entries.append({"_path": path, "path_type": kind})
+    return entries
+
+
+def install(path: Path, build_dir: Path) -> None:
+    """Install the one package at ``path`` into ``build_dir`` as pixi-unpack does."""
+    stem = path.name.rsplit(".conda", 1)[0].rsplit(".tar.bz2", 1)[0]
+    name, version, build = stem.rsplit("-", 2)
+    record = {"name": name, "version": version, "build": build, "subdir": PLATFORM, "depends": []}
+    install_packages([source_of(path, record)], build_dir, build_dir, PLATFORM)
+
+
 def tree(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
+    """Everything below ``root`` but the installer's own bookkeeping."""
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.relative_to(root).parts[0] not in ("conda-meta", "CACHEDIR.TAG")
+    )
 
 
 # --- pure helpers ------------------------------------------------------------------------------------
@@ -130,7 +159,7 @@ def test_link_stays_inside(link: str, target: str, inside: bool) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["conda", "tar.bz2"])
-def test_extract_builder_package(tmp_path: Path, fmt: str) -> None:
+def test_install_builder_package(tmp_path: Path, fmt: str) -> None:
     package = build_package(
         tmp_path / "build",
         "demo",
@@ -143,8 +172,8 @@ def test_extract_builder_package(tmp_path: Path, fmt: str) -> None:
         },
     )
     out = tmp_path / "out"
-    info = extract_package(opener(package.path), package.file_name, out)
-    assert json.loads(info.files["index.json"])["name"] == "demo"
+    install(package.path, out)
+    assert json.loads((out / "conda-meta" / "demo-1.0-0.json").read_text())["name"] == "demo"
     assert tree(out) == [
         "bin",
         "bin/tool",
@@ -156,6 +185,7 @@ def test_extract_builder_package(tmp_path: Path, fmt: str) -> None:
     ]
     assert (out / "bin" / "tool").stat().st_mode & 0o777 == 0o755
     assert (out / "bin" / "tool-link").readlink() == Path("tool")
+    assert (out / "share" / "demo" / "conf").read_text() == f"prefix={out}\n"
 
 
 def test_tar_bz2_with_info_last_is_read_whole(tmp_path: Path) -> None:
@@ -175,11 +205,12 @@ def test_tar_bz2_with_info_last_is_read_whole(tmp_path: Path) -> None:
 def test_conda_member_order_does_not_matter(tmp_path: Path) -> None:
     path = tmp_path / "evil-1-0.conda"
     zstd = zstandard.ZstdCompressor()
+    paths = [{"_path": "a", "path_type": "hardlink"}]
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("pkg-evil-1-0.tar.zst", zstd.compress(tar_bytes([member("a", b"1")])))
         archive.writestr("metadata.json", "{}")
-        archive.writestr("info-evil-1-0.tar.zst", zstd.compress(tar_bytes(info_members())))
-    extract_package(opener(path), path.name, tmp_path / "out")
+        archive.writestr("info-evil-1-0.tar.zst", zstd.compress(tar_bytes(info_members(paths))))
+    install(path, tmp_path / "out")
     assert (tmp_path / "out" / "a").read_bytes() == b"1"
 
 
@@ -203,6 +234,19 @@ HOSTILE = [
         [member("a", None, type=tarfile.LNKTYPE, linkname="missing")],
         "not an earlier file",
     ),
+    (
+        "hard link to a later file",
+        [member("a", None, type=tarfile.LNKTYPE, linkname="b"), member("b")],
+        "not an earlier file",
+    ),
+    (
+        "hard link to a symlink",
+        [
+            member("a", None, type=tarfile.SYMTYPE, linkname="good/first.txt"),
+            member("b", None, type=tarfile.LNKTYPE, linkname="a"),
+        ],
+        "not an earlier file",
+    ),
     ("hard link outside", [member("a", None, type=tarfile.LNKTYPE, linkname="../../etc/passwd")], "outside"),
     (
         "write through symlink",
@@ -211,52 +255,100 @@ HOSTILE = [
             member("share/", None, type=tarfile.DIRTYPE),
             member("lib/x"),
         ],
-        "something else is already there",
+        "it lists lib/x inside lib, which is a symlink",
+    ),
+    (
+        "write through escaping symlink",
+        [member("lib", None, type=tarfile.SYMTYPE, linkname="../outside"), member("lib/pwned")],
+        "it lists lib/pwned inside lib, which is a symlink",
     ),
 ]
 
 
-@pytest.mark.parametrize(("fmt"), ["conda", "tar.bz2"])
+@pytest.mark.parametrize("listing", ["paths.json", "info/files"])
+@pytest.mark.parametrize("fmt", ["conda", "tar.bz2"])
 @pytest.mark.parametrize(("label", "members", "message"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_member_is_refused_and_nothing_is_left(
-    tmp_path: Path, fmt: str, label: str, members: list[tuple[tarfile.TarInfo, bytes | None]], message: str
+    tmp_path: Path,
+    fmt: str,
+    listing: str,
+    label: str,
+    members: list[tuple[tarfile.TarInfo, bytes | None]],
+    message: str,
 ) -> None:
+    """Every member with a usable name is listed, so the installer would write it if it let it through."""
     payload = [member("good/first.txt", b"fine"), *members]
-    if fmt == "conda":
-        path = write_conda(tmp_path / "evil-1-0.conda", payload)
-    else:
-        path = write_tar_bz2(tmp_path / "evil-1-0.tar.bz2", payload)
+    entries = listed(payload)
+    paths = entries if listing == "paths.json" else None
+    files = [e["_path"] for e in entries] if listing == "info/files" else None
+    write = write_conda if fmt == "conda" else write_tar_bz2
+    path = write(tmp_path / f"evil-1-0.{fmt}", payload, paths=paths, files=files)
+    outside = tmp_path / "outside"
+    outside.mkdir()
     out = tmp_path / "out"
-    with pytest.raises((ArchiveError, OSError), match=message):
-        extract_package(opener(path), path.name, out)
+    with pytest.raises(PixiPackError, match=message) as error:
+        install(path, out)
+    assert "evil-1-0" in str(error.value)
     assert not out.exists()
-    assert not (tmp_path / "pwned").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "outside"])
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "links",
+    [
+        [("x", "../outside/secret")],
+        [("y", "../outside/secret"), ("x", "y")],
+        [("y", "z"), ("z", "y"), ("x", "y")],
+    ],
+    ids=["direct", "through another symlink", "loop"],
+)
+def test_no_link_symlink_leading_outside_is_not_copied(tmp_path: Path, links: list[tuple[str, str]]) -> None:
+    """rattler copies the file a ``no_link`` symlink leads to: it must be a file of the package."""
+    payload = [member(name, None, type=tarfile.SYMTYPE, linkname=target) for name, target in links]
+    paths = [{"_path": "x", "path_type": "softlink", "no_link": True}]
+    path = write_conda(tmp_path / "evil-1-0.conda", payload, paths=paths)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("secret")
+    out = tmp_path / "out"
+    with pytest.raises(ArchiveError, match="the no_link symlink x does not lead to a file of the package"):
+        install(path, out)
+    assert not out.exists()
 
 
 def test_existing_destination_is_left_as_it_was(tmp_path: Path) -> None:
-    path = write_conda(tmp_path / "evil-1-0.conda", [member("a/b.txt"), member("../c")])
+    payload = [member("a/b.txt"), member("../c")]
+    path = write_conda(tmp_path / "evil-1-0.conda", payload, paths=listed(payload))
     out = tmp_path / "out"
     out.mkdir()
-    (out / "keep").write_text("mine")
-    with pytest.raises(ArchiveError):
-        extract_package(opener(path), path.name, out)
-    assert tree(out) == ["keep"]
+    with pytest.raises(ArchiveError, match="outside the package"):
+        install(path, out)
+    assert list(out.iterdir()) == []
 
 
 def test_paths_json_symlink_but_regular_file(tmp_path: Path) -> None:
     paths = [{"_path": "lib/libz.so", "path_type": "softlink"}]
     path = write_tar_bz2(tmp_path / "evil-1-0.tar.bz2", [member("lib/libz.so", b"")], paths=paths)
     with pytest.raises(
-        ArchiveError, match=re.escape("says lib/libz.so is a symlink but the archive holds a file")
+        ArchiveError, match=re.escape("says lib/libz.so is a symlink but the archive holds a regular file")
     ):
-        extract_package(opener(path), path.name, tmp_path / "out")
+        install(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_paths_json_lists_missing_file(tmp_path: Path) -> None:
     paths = [{"_path": "lib/gone", "path_type": "hardlink"}]
     path = write_conda(tmp_path / "evil-1-0.conda", [member("lib/here")], paths=paths)
     with pytest.raises(ArchiveError, match="lists lib/gone but the archive does not hold it"):
-        extract_package(opener(path), path.name, tmp_path / "out")
+        install(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_member_twice(tmp_path: Path) -> None:
+    payload = [member("lib/a", b"1"), member("lib/a", b"2")]
+    path = write_conda(tmp_path / "evil-1-0.conda", payload, paths=listed(payload)[:1])
+    with pytest.raises(ArchiveError, match="it holds lib/a twice"):
+        install(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -270,34 +362,41 @@ def test_paths_json_lists_missing_file(tmp_path: Path) -> None:
 def test_malformed_zip_layout(tmp_path: Path, names: tuple[str, str], message: str) -> None:
     path = write_conda(tmp_path / "evil-1-0.conda", [member("a")], names=names)
     with pytest.raises(ArchiveError, match=message):
-        extract_package(opener(path), path.name, tmp_path / "out")
+        install(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_not_a_zip(tmp_path: Path) -> None:
     path = tmp_path / "evil-1-0.conda"
     path.write_bytes(b"this is not a zip file at all")
     with pytest.raises(ArchiveError, match=re.escape("could not read evil-1-0.conda")):
-        extract_package(opener(path), path.name, tmp_path / "out")
+        install(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_truncated_tar_bz2(tmp_path: Path) -> None:
     good = build_package(tmp_path, "demo", fmt="tar.bz2", files={"a": "x" * 10000})
     path = tmp_path / "demo-1.0-0.tar.bz2"
     path.write_bytes(good.path.read_bytes()[:-40])
-    with pytest.raises(ArchiveError, match="could not read"):
-        extract_package(opener(path), path.name, tmp_path / "out")
+    with pytest.raises(ArchiveError, match=re.escape("could not read demo-1.0-0.tar.bz2")):
+        install(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_index_json(tmp_path: Path) -> None:
     path = tmp_path / "evil-1-0.tar.bz2"
     path.write_bytes(bz2.compress(tar_bytes([member("a")])))
     with pytest.raises(ArchiveError, match=re.escape("info/index.json is missing")):
-        extract_package(opener(path), path.name, tmp_path / "out")
+        install(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_extension(tmp_path: Path) -> None:
+    path = tmp_path / "evil-1-0.zip"
+    path.write_bytes(b"PK")
     with pytest.raises(ArchiveError, match=re.escape("must end with .conda or .tar.bz2")):
-        extract_package(opener(tmp_path / "x.zip"), "x.zip", tmp_path / "out")
+        install(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 # --- real packages -------------------------------------------------------------------------------------
@@ -305,7 +404,7 @@ def test_unknown_extension(tmp_path: Path) -> None:
 BROKEN = [
     ("ca-certificates-2024.7.4-hbcca054_0.conda", "inside a folder"),
     ("zlib-1.2.11-h7b6447c_3.conda", "symlink lib/libz.so.1 has an empty target"),
-    ("zlib-1.2.11-h7b6447c_3.tar.bz2", "says lib/libz.so is a symlink but the archive holds a file"),
+    ("zlib-1.2.11-h7b6447c_3.tar.bz2", "says lib/libz.so is a symlink but the archive holds a regular file"),
 ]
 
 
@@ -314,42 +413,44 @@ def test_real_broken_packages_are_refused(tmp_path: Path, name: str, message: st
     path = realdata_path("packages", "broken", name)
     out = tmp_path / "out"
     with pytest.raises(ArchiveError, match=message) as error:
-        extract_package(opener(path), name, out)
+        install(path, out)
     assert name in str(error.value)
     assert not out.exists()
 
 
-def test_real_packages_extract(tmp_path: Path) -> None:
+def test_real_packages_install(tmp_path: Path) -> None:
+    """The same package as .conda and .tar.bz2 installs the same files; relative symlinks are kept."""
     folder = realdata_path("packages")
-    for path in sorted(folder.glob("*.*")):
-        out = tmp_path / path.name
-        extract_package(opener(path), path.name, out)
+    for name in (
+        "mock-2.0.0-py37_1000.conda",
+        "mock-2.0.0-py37_1000.tar.bz2",
+        "cph_test_data-0.0.1-0.tar.bz2",
+    ):
+        install(folder / name, tmp_path / name)
     assert (tmp_path / "cph_test_data-0.0.1-0.tar.bz2" / "libexec" / "greetings").readlink() == Path(
         "../bin/hello"
     )
-    mock = tree(tmp_path / "mock-2.0.0-py37_1000.conda")
-    assert mock == tree(tmp_path / "mock-2.0.0-py37_1000.tar.bz2")
+    mock = prefix_tree(tmp_path / "mock-2.0.0-py37_1000.conda")
+    assert mock == prefix_tree(tmp_path / "mock-2.0.0-py37_1000.tar.bz2")
     assert "lib/python3.7/site-packages/mock/mock.py" in mock
 
 
-def test_conda_packages_extract_correctly_in_parallel(tmp_path: Path) -> None:
+def test_conda_packages_install_correctly_in_parallel(tmp_path: Path) -> None:
     """Each reader gets its own zstd decompressor: sharing one between threads corrupts data."""
-    import hashlib
-    import random
-    from concurrent.futures import ThreadPoolExecutor
 
     rng = random.Random(7)
     packages = []
     for i in range(8):
         files = {f"share/p{i}/blob{j}.bin": rng.randbytes(1 << 20) for j in range(4)}
         packages.append((build_package(tmp_path / "pkgs", f"p{i}", "1.0", "0", files=files), files))
+    sources = [source_of(package.path, dict(package.record)) for package, _ in packages]
 
-    def extract(index: int) -> None:
-        package, files = packages[index % len(packages)]
-        dest = tmp_path / "out" / str(index)
-        extract_package(opener(package.path), package.file_name, dest)
-        for rel, data in files.items():
-            assert hashlib.sha256((dest / rel).read_bytes()).digest() == hashlib.sha256(data).digest()
+    def install_all(index: int) -> None:
+        env = tmp_path / "out" / str(index)
+        install_packages(sources, env, env, PLATFORM, workers=8)
+        for _, files in packages:
+            for rel, data in files.items():
+                assert hashlib.sha256((env / rel).read_bytes()).digest() == hashlib.sha256(data).digest()
 
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(extract, range(32)))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(install_all, range(4)))
