@@ -4,31 +4,27 @@ A ``.conda`` is a zip holding ``info-<stem>.tar.zst`` (the ``info/`` folder) and
 (the payload); a ``.tar.bz2`` is one tar with ``info/`` beside the payload. :func:`read_info` returns the
 few ``info/`` files an installer needs, :func:`iter_payload` yields the payload members one at a time,
 already checked: no absolute path, no ``..``, no device file, no empty link target. Files are written
-with :class:`TreeWriter`, which never follows a symlink and can undo everything it made.
-:func:`extract_package` puts these together to unpack a whole package into a folder.
+with :class:`TreeWriter`, which never follows a symlink. :func:`pixi_pack.link.install_packages` puts
+these together.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import shutil
 import stat
 import tarfile
-import threading
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 from .errors import ArchiveError, PixiPackError
 from .zstd import decompressing_reader
-
-logger = logging.getLogger("pixi_pack")
 
 #: The ``info/`` files an installer reads; everything else in ``info/`` (recipes, tests, licenses) is skipped.
 INFO_FILES = (
@@ -352,16 +348,12 @@ class TreeWriter:
     """Creates files, symlinks and folders below ``root`` without ever following a symlink.
 
     Every parent folder is created here or checked to be a real folder, so a member can never be
-    written through a link. Each writer remembers what it made, and :meth:`rollback` removes it.
-    Several writers may share ``root`` (and ``known_dirs``) from different threads.
+    written through a link. Several writers may share ``root`` (and ``known_dirs``) from different threads.
     """
 
     def __init__(self, root: Path, known_dirs: set[str] | None = None) -> None:
         self.root = root
         self._known_dirs = known_dirs if known_dirs is not None else set()
-        self._lock = threading.Lock()
-        self.created: list[str] = []
-        self._created_dirs: list[str] = []
 
     def path(self, rel: str) -> Path:
         return self.root / rel if rel else self.root
@@ -375,8 +367,6 @@ class TreeWriter:
         full = self.path(rel)
         try:
             full.mkdir()
-            with self._lock:
-                self._created_dirs.append(rel)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(full).st_mode):
                 msg = f"cannot create folder {rel}: something else is already there"
@@ -388,9 +378,7 @@ class TreeWriter:
         flags = (
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
         )
-        fd = os.open(self.path(rel), flags, 0o600)
-        self.created.append(rel)
-        return fd
+        return os.open(self.path(rel), flags, 0o600)
 
     def write(self, rel: str, data: bytes | BinaryIO, mode: int, mtime: float | None) -> None:
         """Write a new file from bytes or a stream, then set its mode (exactly) and mtime."""
@@ -404,33 +392,11 @@ class TreeWriter:
         if mtime is not None:
             os.utime(self.path(rel), (mtime, mtime))
 
-    def copy_from(self, rel: str, source: Path, mode: int, mtime: float | None) -> None:
-        """Write a new file holding the bytes of the existing file ``source``."""
-        with open(source, "rb") as data:
-            self.write(rel, data, mode, mtime)
-
     def symlink(self, rel: str, target: str, mtime: float | None) -> None:
         self.make_dirs(rel.rpartition("/")[0])
         self.path(rel).symlink_to(target)
-        self.created.append(rel)
         if mtime is not None and os.utime in os.supports_follow_symlinks:
             os.utime(self.path(rel), (mtime, mtime), follow_symlinks=False)
-
-    def rollback(self) -> None:
-        """Remove everything this writer created (files first, then the folders it made, if empty)."""
-        for rel in reversed(self.created):
-            try:
-                self.path(rel).unlink()
-            except OSError as exc:
-                logger.debug("could not remove %s while cleaning up: %s", rel, exc)
-        for rel in reversed(self._created_dirs):
-            try:
-                self.path(rel).rmdir()
-            except OSError:
-                continue
-            self._known_dirs.discard(rel)
-        self.created.clear()
-        self._created_dirs.clear()
 
 
 def _set_mode(fd: int, path: Path, mode: int) -> None:
@@ -438,103 +404,3 @@ def _set_mode(fd: int, path: Path, mode: int) -> None:
         os.fchmod(fd, mode)
     else:
         path.chmod(mode)
-
-
-# --- whole-package extraction -------------------------------------------------------------------------
-
-
-@dataclass
-class _Expected:
-    """What paths.json says about the payload, for checking it while it streams."""
-
-    softlinks: set[str] = field(default_factory=set)
-    listed: set[str] = field(default_factory=set)
-
-
-def _expected(info: PackageInfo, file_name: str) -> _Expected:
-    expected = _Expected()
-    if "paths.json" not in info.files:
-        return expected
-    document = info.json("paths.json", file_name)
-    entries = document.get("paths") if isinstance(document, dict) else None
-    if not isinstance(entries, list):
-        raise invalid_package(file_name, "info/paths.json has no 'paths' list")
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("_path"), str):
-            raise invalid_package(file_name, "info/paths.json has an entry without '_path'")
-        path = entry["_path"]
-        if entry.get("path_type") == "directory":
-            continue
-        expected.listed.add(path)
-        if entry.get("path_type") == "softlink":
-            expected.softlinks.add(path)
-    return expected
-
-
-def extract_package(open_package: Callable[[], BinaryIO], file_name: str, destination: Path) -> PackageInfo:
-    """Unpack the payload of a package into ``destination`` (created if needed) and return its info.
-
-    Every member is checked before it is written: unsafe paths, device files, links pointing outside
-    ``destination``, and members that contradict ``info/paths.json`` are refused with an
-    :class:`ArchiveError`, and whatever was written by then is removed again.
-    """
-    package_format(file_name)
-    with open_package() as source:
-        info = read_info(source, file_name)
-    expected = _expected(info, file_name)
-    made_root = not destination.exists()
-    destination.mkdir(parents=True, exist_ok=True)
-    writer = TreeWriter(destination)
-    try:
-        seen: dict[str, str] = {}
-        with open_package() as source, iter_payload(source, file_name) as members:
-            for member, data in members:
-                _extract_member(writer, member, data, expected, seen, file_name)
-        missing = sorted(expected.listed - seen.keys())
-        if missing:
-            raise invalid_package(
-                file_name, f"info/paths.json lists {missing[0]} but the archive does not hold it"
-            )
-    except BaseException:
-        writer.rollback()
-        if made_root:
-            shutil.rmtree(destination, ignore_errors=True)
-        raise
-    return info
-
-
-def _extract_member(
-    writer: TreeWriter,
-    member: Member,
-    data: BinaryIO | None,
-    expected: _Expected,
-    seen: dict[str, str],
-    file_name: str,
-) -> None:
-    if member.kind == "directory":
-        writer.make_dirs(member.path)
-        return
-    if member.path in seen:
-        raise invalid_package(file_name, f"it holds {member.path} twice")
-    seen[member.path] = member.kind
-    if member.path in expected.softlinks and member.kind != "symlink":
-        raise invalid_package(
-            file_name,
-            f"info/paths.json says {member.path} is a symlink but the archive holds a {member.kind}",
-        )
-    if member.kind == "symlink":
-        if not link_stays_inside(member.path, member.target):
-            raise invalid_package(
-                file_name, f"the symlink {member.path} -> {member.target} points outside the package"
-            )
-        writer.symlink(member.path, member.target, member.mtime)
-    elif member.kind == "hardlink":
-        if seen.get(member.target) != "file":
-            raise invalid_package(
-                file_name,
-                f"the hard link {member.path} refers to {member.target}, which is not an earlier file",
-            )
-        writer.copy_from(member.path, writer.path(member.target), member.mode, member.mtime)
-    else:
-        assert data is not None
-        writer.write(member.path, data, member.mode, member.mtime)
