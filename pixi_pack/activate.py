@@ -184,19 +184,23 @@ def _sh_value(value: str) -> str:
 def posix_script(activation: Activation) -> str:
     lines = []
     # Drop the entries if PATH already has them, then put them first: sourcing twice changes nothing.
+    # The entry is matched through a quoted variable, never spliced into a pattern: zsh does not honour
+    # quotes inside ${var%%pattern} within double quotes, and a path may hold spaces, quotes or globs.
     lines.append('_pixi_path=":${PATH:-}:"')
     for entry in activation.path_entries:
-        word = sh_quote(entry)
         lines += [
+            f"_pixi_entry={sh_quote(entry)}",
             "while :; do",
-            f'    case "$_pixi_path" in *:{word}:*) _pixi_path="${{_pixi_path%%:{word}:*}}:${{_pixi_path#*:{word}:}}" ;;',
-            "    *) break ;; esac",
+            '    case "$_pixi_path" in',
+            '    *:"$_pixi_entry":*) _pixi_path="${_pixi_path%%:"$_pixi_entry":*}:${_pixi_path#*:"$_pixi_entry":}" ;;',
+            "    *) break ;;",
+            "    esac",
             "done",
         ]
     lines.append('_pixi_path="${_pixi_path#:}"; _pixi_path="${_pixi_path%:}"')
     joined = sh_quote(activation.path_separator.join(activation.path_entries))
     lines.append(f'export {activation.path_var}={joined}"${{_pixi_path:+:$_pixi_path}}"')
-    lines.append("unset _pixi_path")
+    lines.append("unset _pixi_path _pixi_entry")
     lines.append("export CONDA_SHLVL=1")
     lines.append(f"export CONDA_PREFIX={sh_quote(activation.prefix)}")
     lines += [f"export {key}={_sh_value(value)}" for key, value in activation.env_vars]
