@@ -177,6 +177,39 @@ def inline_writes() -> Iterator[None]:
         yield
 
 
+class _NoMd5:
+    def update(self, data: bytes) -> None:
+        """Nothing: check_digests never looks at md5 when there is a sha256."""
+
+    def hexdigest(self) -> str:
+        return ""
+
+
+@contextlib.contextmanager
+def sha256_only() -> Iterator[None]:
+    """Hash packages (and the self-extractor's payload) with sha256 only, not sha256 + md5."""
+    from pixi_pack import hashing
+
+    original = hashing.HashingReader.__init__
+
+    def init(self: Any, stream: Any) -> None:
+        original(self, stream)
+        self._md5 = _NoMd5()
+
+    with patched(hashing.HashingReader, "__init__", init):
+        yield
+
+
+@contextlib.contextmanager
+def unguarded_reads() -> Iterator[None]:
+    """Archive streams read directly, not through a per-read ``_GuardedReader`` (errors then surface
+    unwrapped: a bound on what translating them once, around the loop, would save)."""
+    from pixi_pack import extract
+
+    with patched(extract, "_GuardedReader", lambda raw, file_name: raw):
+        yield
+
+
 @contextlib.contextmanager
 def install_workers(count: int) -> Iterator[None]:
     from pixi_pack import link
@@ -212,6 +245,12 @@ def variants(tar: Path, runs: int) -> None:
         ".tar.bz2 first (order by expected cost)": bz2_first,
         "small files written inline (no write pool)": inline_writes,
         "both": functools.partial(combined, bz2_first, inline_writes),
+        "sha256 only (no md5 next to it)": sha256_only,
+        "inline writes + sha256 only": functools.partial(combined, inline_writes, sha256_only),
+        "unguarded reads (bound)": unguarded_reads,
+        "inline writes + sha256 only + unguarded reads": functools.partial(
+            combined, inline_writes, sha256_only, unguarded_reads
+        ),
         "8 install workers": functools.partial(install_workers, 8),
         "no verify pass (bound)": no_verify,
     }

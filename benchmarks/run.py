@@ -450,7 +450,7 @@ def bench_selfextract(ctx: Context, log: Callable[[str], None]) -> list[Row]:
                 "pixi-unpack peak RSS vs pack size",
                 f"{size_mb:.0f} MB pack: {big_mb:.0f} MB",
                 f"{base_size:.0f} MB pack: {base_mb:.0f} MB",
-                f"+{big_mb - base_mb:.0f} MB",
+                f"{big_mb - base_mb:+.0f} MB",
                 "flat",
                 big_mb <= base_mb * 1.2 + 10,
                 {"rss_mb": {"base": base_mb, "big": big_mb}, "pack_mb": {"base": base_size, "big": size_mb}},
