@@ -25,7 +25,7 @@ import requests
 
 from . import __version__, s3
 from .errors import DownloadError, IntegrityError, PixiPackError
-from .hashing import Digests, check_digests, copy_and_hash, hash_file
+from .hashing import Digests, check_digests, copy_and_hash, needs_md5
 from .models import MirrorConfig
 
 logger = logging.getLogger("pixi_pack")
@@ -268,7 +268,7 @@ def _write_verified(
     partial = destination.with_name(destination.name + ".part")
     try:
         with open(partial, "wb") as out:
-            digests = copy_and_hash(source, out, on_bytes)
+            digests = copy_and_hash(source, out, on_bytes, md5=needs_md5(expected.sha256, expected.md5))
         check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=expected.size)
         os.replace(partial, destination)
     finally:
@@ -286,13 +286,6 @@ def _atomic_copy(source: Path, destination: Path) -> None:
     except OSError as exc:
         logger.warning("could not store %s in the cache: %s", destination, exc.strerror or exc)
         partial.unlink(missing_ok=True)
-
-
-def verify_file(path: Path, *, what: str, expected: Expected) -> Digests:
-    """Hash a file on disk and check it (used for injected packages and before unpacking)."""
-    digests = hash_file(path)
-    check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=expected.size)
-    return digests
 
 
 def is_url(location: str) -> bool:

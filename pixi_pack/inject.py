@@ -36,7 +36,7 @@ def load_injected(path: Path) -> CondaPackage:
         raise PixiPackError(msg)
     index = _read_index(path)
     subdir = _subdir(index, path)
-    digests = hash_file(path)
+    digests = hash_file(path, md5=True)
     # As rattler writes repodata: no nulls, and no fn/url (the channel gives those).
     record = {key: value for key, value in index.items() if value is not None and key not in ("fn", "url")}
     record.setdefault("depends", [])

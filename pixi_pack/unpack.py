@@ -51,7 +51,12 @@ def unpack(options: UnpackOptions) -> None:
         platform = _check_metadata(reader)
         packages = collect_packages(reader)
         wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
-        verify_packages(packages)
+        if options.payload_sha256:
+            # Every byte of every package was just checked as part of the payload, which pixi-pack wrote
+            # from verified downloads: a second pass would only re-read the same bytes.
+            logger.debug("packages verified by the payload's sha256")
+        else:
+            verify_packages(packages)
         verify_wheels(reader, wheels, parse_pypi_sha256(reader.read_text(METADATA_FILE)))
         output_dir.mkdir(parents=True, exist_ok=True)
         build_dir = Path(tempfile.mkdtemp(prefix=f".{options.env_name}.", suffix=".partial", dir=output_dir))
@@ -138,9 +143,9 @@ def verify_packages(packages: Sequence[PackageSource]) -> None:
     progress = Progress("verified", len(packages))
 
     def verify(package: PackageSource) -> None:
-        with package.open() as f:
-            digests = hash_stream(f)
         sha256, md5 = package.record.get("sha256"), package.record.get("md5")
+        with package.open() as f:
+            digests = hash_stream(f, md5=not sha256)
         if not sha256 and not md5:
             msg = f"{package.file_name} has no sha256 or md5 in the pack's repodata.json: cannot verify it"
             raise IntegrityError(msg)

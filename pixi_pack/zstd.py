@@ -36,6 +36,9 @@ class Backend:
 
 
 _selected: Backend | None = None
+# Installs run on a thread pool: the first readers may ask for the backend at the same time, and loading
+# the bundled zstandard must finish before anyone uses it.
+_selecting = threading.Lock()
 
 
 def decompressing_reader(source: BinaryIO) -> BinaryIO:
@@ -46,9 +49,10 @@ def decompressing_reader(source: BinaryIO) -> BinaryIO:
 def backend() -> Backend:
     """The backend this process uses, chosen once."""
     global _selected
-    if _selected is None:
-        _selected = select_backend()
-    return _selected
+    with _selecting:
+        if _selected is None:
+            _selected = select_backend()
+        return _selected
 
 
 def select_backend() -> Backend:

@@ -13,9 +13,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import types
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -310,3 +312,21 @@ def test_no_bundled_build_for_this_target(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "cp27-manylinux-x86_64" / "zstandard").mkdir(parents=True)
     assert _vendor_loader.load_bundled_zstandard(tmp_path) is None
     assert _vendor_loader.bundled_targets() == []  # not running from a zipapp
+
+
+def test_backend_is_chosen_once_when_threads_race(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installs ask for the backend from a thread pool; a half-loaded choice must never be seen."""
+    calls: list[int] = []
+    chosen = zstd.Backend("slow", lambda source: source)
+
+    def slow_select() -> zstd.Backend:
+        calls.append(threading.get_ident())
+        time.sleep(0.05)
+        return chosen
+
+    monkeypatch.setattr(zstd, "_selected", None)
+    monkeypatch.setattr(zstd, "select_backend", slow_select)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: zstd.backend(), range(8)))
+    assert len(calls) == 1
+    assert all(r is chosen for r in results)
