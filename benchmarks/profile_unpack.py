@@ -166,41 +166,6 @@ def _cost(file_name: str, record: Any) -> int:
 
 
 @contextlib.contextmanager
-def inline_writes() -> Iterator[None]:
-    """Small files written by the thread that decompresses them, without the per-file write pool hop."""
-    from pixi_pack import link
-
-    def write_now(self: Any, installed: str, data: bytes, mode: int, mtime: float) -> None:
-        self.writer.write(installed, data, mode, mtime)
-
-    with patched(link._PackageInstaller, "_write_soon", write_now):
-        yield
-
-
-class _NoMd5:
-    def update(self, data: bytes) -> None:
-        """Nothing: check_digests never looks at md5 when there is a sha256."""
-
-    def hexdigest(self) -> str:
-        return ""
-
-
-@contextlib.contextmanager
-def sha256_only() -> Iterator[None]:
-    """Hash packages (and the self-extractor's payload) with sha256 only, not sha256 + md5."""
-    from pixi_pack import hashing
-
-    original = hashing.HashingReader.__init__
-
-    def init(self: Any, stream: Any) -> None:
-        original(self, stream)
-        self._md5 = _NoMd5()
-
-    with patched(hashing.HashingReader, "__init__", init):
-        yield
-
-
-@contextlib.contextmanager
 def unguarded_reads() -> Iterator[None]:
     """Archive streams read directly, not through a per-read ``_GuardedReader`` (errors then surface
     unwrapped: a bound on what translating them once, around the loop, would save)."""
@@ -220,14 +185,6 @@ def install_workers(count: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def combined(*patches: Patch) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        for patch in patches:
-            stack.enter_context(patch())
-        yield
-
-
-@contextlib.contextmanager
 def no_verify() -> Iterator[None]:
     """What the separate sha256 pass over every package costs (a lower bound: not a suggestion as is)."""
     from pixi_pack import unpack
@@ -243,14 +200,7 @@ def variants(tar: Path, runs: int) -> None:
     cases: dict[str, Patch] = {
         "as is": baseline,
         ".tar.bz2 first (order by expected cost)": bz2_first,
-        "small files written inline (no write pool)": inline_writes,
-        "both": functools.partial(combined, bz2_first, inline_writes),
-        "sha256 only (no md5 next to it)": sha256_only,
-        "inline writes + sha256 only": functools.partial(combined, inline_writes, sha256_only),
         "unguarded reads (bound)": unguarded_reads,
-        "inline writes + sha256 only + unguarded reads": functools.partial(
-            combined, inline_writes, sha256_only, unguarded_reads
-        ),
         "8 install workers": functools.partial(install_workers, 8),
         "no verify pass (bound)": no_verify,
     }

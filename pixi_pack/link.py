@@ -18,10 +18,9 @@ import logging
 import os
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -45,8 +44,6 @@ from .prefix import prefix_for_platform, python_shebang, replace_prefix
 logger = logging.getLogger("pixi_pack")
 
 #: Files up to this size are read into memory and written by the writer threads.
-_SMALL_FILE = 512 << 10
-_PENDING_WRITES = 256
 
 
 # --- the whole installation ---------------------------------------------------------------------------
@@ -102,16 +99,12 @@ def _install(
     workers: int,
     on_installed: Callable[[PackageSource], None] | None,
 ) -> None:
-    with (
-        ThreadPoolExecutor(workers, "pixi-unpack-install") as pool,
-        ThreadPoolExecutor(2 * workers, "pixi-unpack-write") as writes,
-    ):
+    with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
         loaded = _run_all(pool, packages, load_package)
         python = environment_python(loaded, platform)
         ordered = plan_paths(loaded, python, platform)
         _warn_link_scripts(ordered, platform)
-        slots = threading.BoundedSemaphore(_PENDING_WRITES)
-        context = _Context(build_dir, str(target_prefix), platform, python, set(), writes, slots)
+        context = _Context(build_dir, str(target_prefix), platform, python, set())
         start_prefix(TreeWriter(build_dir, context.known_dirs))
         by_source = {id(p.source): p for p in ordered}
 
@@ -187,10 +180,6 @@ class _Context:
     platform: str
     python: PythonInfo | None
     known_dirs: set[str]
-    writes: ThreadPoolExecutor
-    """Creating a file costs far more than reading it from the archive: small files are written here."""
-    write_slots: threading.BoundedSemaphore
-    """Bounds the small files held in memory while they wait for a writer."""
 
 
 class _PackageInstaller:
@@ -215,7 +204,6 @@ class _PackageInstaller:
         self.file_meta: dict[str, tuple[int, int]] = {}
         self.deferred: list[tuple[Member, PathEntry]] = []
         self.deferred_paths: set[str] = set()
-        self.pending: list[Future[None]] = []
         about = package.info.about_mtime
         self.patched_mtime = float(about + 1) if about is not None else time.time()
 
@@ -225,16 +213,11 @@ class _PackageInstaller:
 
     def run(self) -> list[dict[str, Any]]:
         """Write the package's files; returns its ``paths_data`` entries, sorted like rattler's."""
-        try:
-            for folder in self._directories():
-                self.writer.make_dirs(folder)
-            self._stream_payload()
-            self._finish_deferred()
-            items = self._write_entry_points()
-            self._wait_for_writes()
-        except BaseException:
-            self._wait_for_writes(report=False)
-            raise
+        for folder in self._directories():
+            self.writer.make_dirs(folder)
+        self._stream_payload()
+        self._finish_deferred()
+        items = self._write_entry_points()
         items += [paths_data_item(w, self.package.final[w.entry.path]) for w in self.written.values()]
         items += [{"_path": folder, "path_type": "directory"} for folder in self._directories()]
         return sorted(items, key=lambda item: item["_path"].split("/"))
@@ -248,7 +231,6 @@ class _PackageInstaller:
         with self.package.source.open() as stream, iter_payload(stream, self.file_name) as members:
             for member, data in members:
                 self._member(member, data)
-        self._wait_for_writes()
         missing = sorted(set(self.by_path) - set(self.written) - self.deferred_paths)
         if missing:
             what = f"info/paths.json lists {missing[0]} but the archive does not hold it"
@@ -324,12 +306,10 @@ class _PackageInstaller:
             content = data if isinstance(data, bytes) else data.read()
             self._patched(member, entry, installed, content)
             return
-        if not isinstance(data, bytes) and member.size <= _SMALL_FILE:
-            data = data.read()
         if isinstance(data, bytes):
             digest = entry.sha256 or hashlib.sha256(data).hexdigest()
             size = entry.size if entry.size is not None and entry.sha256 else len(data)
-            self._write_soon(installed, data, member.mode, member.mtime)
+            self.writer.write(installed, data, member.mode, member.mtime)
         elif entry.sha256 is None:
             hashing = _HashingReader(data)
             self.writer.write(installed, cast(BinaryIO, hashing), member.mode, member.mtime)
@@ -350,36 +330,12 @@ class _PackageInstaller:
             self.writer.write(installed, new, member.mode, self.patched_mtime)
             new = _codesign(self.writer.path(installed), self.package.dist)
         else:
-            self._write_soon(installed, new, member.mode, self.patched_mtime)
+            self.writer.write(installed, new, member.mode, self.patched_mtime)
         digest = hashlib.sha256(new).hexdigest()
         in_prefix = None if digest == entry.sha256 else digest
         self.written[member.path] = WrittenPath(
             entry, installed, "hardlink", entry.sha256, in_prefix, len(new), True
         )
-
-    def _write_soon(self, installed: str, data: bytes, mode: int, mtime: float) -> None:
-        """Hand a file to the writer threads; :meth:`_wait_for_writes` collects the outcome."""
-        slots = self.context.write_slots
-        slots.acquire()
-
-        def write() -> None:
-            try:
-                self.writer.write(installed, data, mode, mtime)
-            finally:
-                slots.release()
-
-        try:
-            self.pending.append(self.context.writes.submit(write))
-        except BaseException:
-            slots.release()
-            raise
-
-    def _wait_for_writes(self, *, report: bool = True) -> None:
-        """Wait for the files handed to the writer threads; raise the first failure if ``report``."""
-        pending, self.pending = self.pending, []
-        errors = [error for error in (future.exception() for future in pending) if error is not None]
-        if errors and report:
-            raise errors[0]
 
     def _finish_deferred(self) -> None:
         """Hard-link members and ``no_link`` symlinks: both need another member's original bytes."""
