@@ -20,6 +20,7 @@ from .models import CHANNEL_DIR, ENVIRONMENT_FILE, METADATA_FILE, PYPI_DIR, REPO
 #: 1980-01-01, the earliest date zip can store too; a fixed mtime keeps archives reproducible.
 FIXED_MTIME = 315532800
 _BLOCK = 512
+_WRITE_BUFFER = 1 << 20
 
 
 def _sort_key(relative: PurePosixPath) -> tuple[int, tuple[tuple[int, str], ...]]:
@@ -40,7 +41,9 @@ def pack_members(root: Path) -> list[PurePosixPath]:
 
 def write_tar(root: Path, out: BinaryIO) -> None:
     """Write the folder ``root`` as an uncompressed, deterministic tar to ``out``."""
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+    # Stream mode works on pipes (stdout) too; large buffers keep it to a few big writes.
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT, bufsize=_WRITE_BUFFER) as tar:
+        tar.copybufsize = _WRITE_BUFFER  # type: ignore[attr-defined]  # real since 3.8, not in typeshed
         for relative in pack_members(root):
             path = root / relative
             info = tarfile.TarInfo(relative.as_posix())
