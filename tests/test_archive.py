@@ -1,0 +1,75 @@
+"""The pack tar: byte-for-byte what tarfile writes, whichever way the data is copied."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pixi_pack import archive
+from pixi_pack.archive import FIXED_MTIME, pack_members, write_tar
+
+
+def _tree(root: Path) -> Path:
+    (root / "channel" / "noarch").mkdir(parents=True)
+    (root / "pixi-pack.json").write_text('{"version": "1"}\n')
+    (root / "environment.yml").write_text("channels: []\n")
+    (root / "channel" / "noarch" / "repodata.json").write_text("{}\n")
+    long_name = "a-" + "very-long-package-name-" * 6 + "1.0-0.conda"  # > 100 bytes with its folder
+    (root / "channel" / "noarch" / long_name).write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    (root / "channel" / "noarch" / "empty-1.0-0.tar.bz2").write_bytes(b"")
+    return root
+
+
+def _reference(root: Path) -> bytes:
+    """The same members written by tarfile itself."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+        for relative in pack_members(root):
+            path = root / relative
+            info = tarfile.TarInfo(relative.as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = FIXED_MTIME, 0, 0, "", ""
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.mode, info.size = 0o644, path.stat().st_size
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+    return out.getvalue()
+
+
+def test_in_memory_file_and_pipe_give_tarfiles_bytes(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "pack")
+    expected = _reference(root)
+
+    memory = io.BytesIO()
+    write_tar(root, memory)
+    assert memory.getvalue() == expected
+
+    on_disk = tmp_path / "pack.tar"
+    with on_disk.open("wb") as f:
+        write_tar(root, f)
+    assert on_disk.read_bytes() == expected
+
+    code = "import sys; from pathlib import Path; from pixi_pack.archive import write_tar; write_tar(Path(sys.argv[1]), sys.stdout.buffer)"
+    piped = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, check=True)
+    assert piped.stdout == expected
+
+
+def test_falls_back_when_the_kernel_cannot_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _tree(tmp_path / "pack")
+
+    def refuse(in_fd: int, out_fd: int, count: int) -> int:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(archive, "_KERNEL_COPIES", [refuse])
+    out = tmp_path / "pack.tar"
+    with out.open("wb") as f:
+        write_tar(root, f)
+    assert out.read_bytes() == _reference(root)
