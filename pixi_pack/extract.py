@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import stat
 import tarfile
 import zipfile
@@ -353,6 +352,9 @@ class TreeWriter:
 
     def __init__(self, root: Path, known_dirs: set[str] | None = None) -> None:
         self.root = root
+        root_str = os.fspath(root)
+        # The root with a trailing separator: file paths are made by concatenation, not Path.
+        self._prefix = "" if root_str == "." else root_str.rstrip("/" + _SEP) + _SEP
         self._known_dirs = known_dirs if known_dirs is not None else set()
 
     def path(self, rel: str) -> Path:
@@ -373,24 +375,32 @@ class TreeWriter:
                 raise FileExistsError(msg) from None
         self._known_dirs.add(rel)
 
-    def _new_file(self, rel: str) -> int:
+    def _full(self, rel: str) -> str:
+        """``path(rel)`` as a string, without building a :class:`Path` (this is on the per-file path)."""
+        return self._prefix + (rel if _SEP == "/" else rel.replace("/", _SEP))
+
+    def _new_file(self, rel: str) -> tuple[int, str]:
         self.make_dirs(rel.rpartition("/")[0])
-        flags = (
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-        )
-        return os.open(self.path(rel), flags, 0o600)
+        full = self._full(rel)
+        return os.open(full, _NEW_FILE_FLAGS, 0o600), full
 
     def write(self, rel: str, data: bytes | BinaryIO, mode: int, mtime: float | None) -> None:
         """Write a new file from bytes or a stream, then set its mode (exactly) and mtime."""
-        fd = self._new_file(rel)
-        with open(fd, "wb", closefd=True) as out:
+        fd, full = self._new_file(rel)
+        try:
             if isinstance(data, (bytes, bytearray, memoryview)):
-                out.write(data)
+                _write_all(fd, data)
             else:
-                shutil.copyfileobj(data, out, _CHUNK)
-            _set_mode(out.fileno(), self.path(rel), mode)
-        if mtime is not None:
-            os.utime(self.path(rel), (mtime, mtime))
+                read = data.read
+                while chunk := read(_CHUNK):
+                    _write_all(fd, chunk)
+            _set_mode(fd, full, mode)
+            if mtime is not None and _UTIME_FD:
+                os.utime(fd, (mtime, mtime))
+        finally:
+            os.close(fd)
+        if mtime is not None and not _UTIME_FD:
+            os.utime(full, (mtime, mtime))
 
     def symlink(self, rel: str, target: str, mtime: float | None) -> None:
         self.make_dirs(rel.rpartition("/")[0])
@@ -399,8 +409,25 @@ class TreeWriter:
             os.utime(self.path(rel), (mtime, mtime), follow_symlinks=False)
 
 
-def _set_mode(fd: int, path: Path, mode: int) -> None:
+_SEP = os.sep
+_NEW_FILE_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+)
+_UTIME_FD = os.utime in os.supports_fd
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data).cast("B") if isinstance(data, memoryview) else data
+    written = os.write(fd, view)
+    if written == len(view):
+        return
+    view = memoryview(view)
+    while written < len(view):
+        written += os.write(fd, view[written:])
+
+
+def _set_mode(fd: int, path: str, mode: int) -> None:
     if hasattr(os, "fchmod"):
         os.fchmod(fd, mode)
     else:
-        path.chmod(mode)
+        Path(path).chmod(mode)
