@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import hashlib
 import http.server
 import json
 import os
@@ -41,8 +40,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import _testlib  # noqa: F401  (tests/ on sys.path)
 import corpus
 import rattler_install
+from conftest import prefix_tree  # type: ignore[import-not-found,unused-ignore]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -337,26 +338,6 @@ def check_same_prefix(ctx: Context, names: Sequence[str]) -> dict[str, Any]:
         ],
         "smoke_test": "ok" if smoke.returncode == 0 else f"failed: {smoke.stderr[-500:]}",
     }
-
-
-def prefix_tree(prefix: Path) -> dict[str, tuple[str, str]]:
-    """relative path -> (kind, detail); installer bookkeeping (conda-meta) and byte-code left out."""
-    tree: dict[str, tuple[str, str]] = {}
-    for folder, dirs, files in os.walk(prefix):
-        dirs[:] = [d for d in dirs if d not in ("conda-meta", "__pycache__")]
-        for name in [*dirs, *files]:
-            path = Path(folder) / name
-            rel = path.relative_to(prefix).as_posix()
-            if name == "CACHEDIR.TAG":
-                continue
-            if path.is_symlink():
-                tree[rel] = ("link", str(path.readlink()))
-            elif path.is_dir():
-                tree[rel] = ("dir", "")
-            else:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                tree[rel] = ("file", f"{path.stat().st_mode & 0o777:o} {digest}")
-    return tree
 
 
 def bench_pack(ctx: Context, log: Callable[[str], None]) -> list[Row]:
