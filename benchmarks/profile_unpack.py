@@ -274,7 +274,8 @@ def breakdown(packages: Sequence[Path]) -> None:
             with open(path, "rb") as f, iter_payload(f, path.name) as members:
                 for member, data in members:
                     if data is not None:
-                        files.append((f"{path.name}/{member.path}", data.read(), member.mode))
+                        content = data if isinstance(data, bytes) else data.read()
+                        files.append((f"{path.name}/{member.path}", content, member.mode))
     with cpu_timer("sha256 of every installed file (rattler hashes them)", results):
         for _, content, _ in files:
             hashlib.sha256(content).digest()

@@ -10,19 +10,20 @@ these together.
 
 from __future__ import annotations
 
+import bz2
 import io
 import json
 import os
 import stat
-import tarfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO, NoReturn, Protocol
 
 from .errors import ArchiveError, PixiPackError
+from .tarstream import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarEntry, TarFormatError, TarStream
 from .zstd import decompressing_reader
 
 #: The ``info/`` files an installer reads; everything else in ``info/`` (recipes, tests, licenses) is skipped.
@@ -37,8 +38,16 @@ INFO_FILES = (
 )
 _INFO_LIMIT = 64 << 20
 _CHUNK = 1 << 20
+#: Files up to this size come out of :func:`iter_payload` as ``bytes``; bigger ones as a stream.
+WHOLE_FILE_LIMIT = _CHUNK
 #: rattler clamps member mtimes to 1980-01-01 so every filesystem (and zip) can store them.
 SAFE_MTIME_FLOOR = 315_532_800
+
+
+class FileData(Protocol):
+    """The data of a big payload file, read in pieces."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -137,66 +146,40 @@ def link_stays_inside(link_path: str, target: str) -> bool:
     return True
 
 
-def _member(info: tarfile.TarInfo, file_name: str) -> Member | None:
+def _member(entry: TarEntry, file_name: str) -> Member | None:
     """The checked :class:`Member` for a tar header, or None for the archive's root folder."""
     try:
-        path = normalize_member_path(info.name)
+        path = normalize_member_path(entry.name)
     except ValueError as exc:
         raise invalid_package(file_name, str(exc)) from exc
-    mtime = max(int(info.mtime), SAFE_MTIME_FLOOR)
-    mode = info.mode & 0o777
-    if info.isdir():
+    mtime = max(int(entry.mtime), SAFE_MTIME_FLOOR)
+    mode = entry.mode & 0o777
+    kind = entry.type
+    if kind == DIRECTORY:
         return Member(path, "directory", mode, mtime) if path else None
     if not path:
-        raise invalid_package(file_name, f"member {info.name!r} has no name")
-    if info.isreg():
-        return Member(path, "file", mode, mtime, info.size)
-    if info.issym():
-        if not info.linkname:
+        raise invalid_package(file_name, f"member {entry.name!r} has no name")
+    if kind == REGULAR:
+        return Member(path, "file", mode, mtime, entry.size)
+    if kind == SYMLINK:
+        if not entry.linkname:
             raise invalid_package(file_name, f"the symlink {path} has an empty target")
-        if "\0" in info.linkname:
+        if "\0" in entry.linkname:
             raise invalid_package(file_name, f"the symlink {path} has a NUL byte in its target")
-        return Member(path, "symlink", mode, mtime, target=info.linkname)
-    if info.islnk():
+        return Member(path, "symlink", mode, mtime, target=entry.linkname)
+    if kind == HARDLINK:
         try:
-            source = normalize_member_path(info.linkname)
+            source = normalize_member_path(entry.linkname)
         except ValueError as exc:
             raise invalid_package(file_name, f"hard link {path}: {exc}") from exc
         if not source:
             raise invalid_package(file_name, f"the hard link {path} has an empty target")
         return Member(path, "hardlink", mode, mtime, target=source)
-    kind = (
-        "a device file" if info.ischr() or info.isblk() else "a FIFO" if info.isfifo() else "a special file"
-    )
-    raise invalid_package(file_name, f"member {path} is {kind}")
+    what = {b"3": "a device file", b"4": "a device file", b"6": "a FIFO"}.get(kind, "a special file")
+    raise invalid_package(file_name, f"member {path} is {what}")
 
 
 # --- reading -----------------------------------------------------------------------------------------
-
-
-class _GuardedReader(io.RawIOBase):
-    """Turns any failure while reading archive data into an :class:`ArchiveError` naming the package."""
-
-    def __init__(self, raw: BinaryIO, file_name: str) -> None:
-        super().__init__()
-        self._raw = raw
-        self._file_name = file_name
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._raw.read(size)
-        except PixiPackError:
-            raise
-        except Exception as exc:
-            _unreadable(self._file_name, exc)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def _unreadable(file_name: str, exc: BaseException) -> NoReturn:
@@ -206,18 +189,54 @@ def _unreadable(file_name: str, exc: BaseException) -> NoReturn:
     raise ArchiveError(msg) from exc
 
 
+def _is_read_error(exc: Exception) -> bool:
+    """Whether ``exc`` is how a reader of damaged archive data fails (not a bug of ours)."""
+    if isinstance(exc, (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError)):
+        return True
+    # The zstd backend's own error type.
+    return type(exc).__module__.split(".")[0] in ("zstandard", "compression", "zstd", "_zstd")
+
+
 @contextmanager
 def _reading(file_name: str) -> Iterator[None]:
     try:
         yield
     except PixiPackError:
         raise
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError) as exc:
-        _unreadable(file_name, exc)
-    except Exception as exc:  # the zstd backend's own error type
-        if type(exc).__module__.split(".")[0] in ("zstandard", "compression", "zstd", "_zstd"):
+    except Exception as exc:
+        if _is_read_error(exc):
             _unreadable(file_name, exc)
         raise
+
+
+def _guarded(read: Callable[[int], bytes], file_name: str) -> Callable[[int], bytes]:
+    """``read`` with its failures turned into an :class:`ArchiveError` naming the package."""
+
+    def guarded_read(size: int) -> bytes:
+        try:
+            return read(size)
+        except PixiPackError:
+            raise
+        except Exception as exc:
+            if _is_read_error(exc):
+                _unreadable(file_name, exc)
+            raise
+
+    return guarded_read
+
+
+class _LargeFile:
+    """The data of a member too big to hand over whole, read from the tar stream as it is consumed."""
+
+    def __init__(self, tar: TarStream, file_name: str) -> None:
+        self._tar = tar
+        self._file_name = file_name
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._tar.read(size)
+        except TarFormatError as exc:
+            _unreadable(self._file_name, exc)
 
 
 def _conda_members(archive: zipfile.ZipFile, file_name: str) -> tuple[zipfile.ZipInfo, zipfile.ZipInfo]:
@@ -241,35 +260,41 @@ def _conda_members(archive: zipfile.ZipFile, file_name: str) -> tuple[zipfile.Zi
 
 
 @contextmanager
-def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[tarfile.TarFile]:
+def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[TarStream]:
     """A streaming tar reader over ``part`` (``info``/``pkg`` for .conda, ``all`` for .tar.bz2)."""
     with ExitStack() as stack:
         with _reading(file_name):
             source = buffered(source)
             if package_format(file_name) == "tar.bz2":
-                stream: BinaryIO = source
+                stream: FileData = stack.enter_context(bz2.BZ2File(source))
             else:
                 archive = stack.enter_context(zipfile.ZipFile(source))
                 info, pkg = _conda_members(archive, file_name)
                 member = stack.enter_context(archive.open(info if part == "info" else pkg))
-                stream = decompressing_reader(member)  # type: ignore[arg-type]
-                stack.callback(stream.close)
-            guarded = _GuardedReader(stream, file_name)
-            mode = "r|bz2" if package_format(file_name) == "tar.bz2" else "r|"
-            tar = stack.enter_context(tarfile.open(fileobj=guarded, mode=mode))  # type: ignore[call-overload]
-        yield tar
+                decompressed = decompressing_reader(member)  # type: ignore[arg-type]
+                stack.callback(decompressed.close)
+                stream = decompressed
+        yield TarStream(_guarded(stream.read, file_name))
 
 
-def _iter_tar(tar: tarfile.TarFile, file_name: str) -> Iterator[tarfile.TarInfo]:
-    # Iterating the TarFile (not calling next() again after the end) keeps Python 3.9's stream
-    # reader from seeking backwards at the end of an empty archive.
-    members = iter(tar)
+def _entries(tar: TarStream, file_name: str) -> Iterator[TarEntry]:
+    """The tar's headers; a malformed one is an :class:`ArchiveError` naming the package."""
+    entries = iter(tar)
     while True:
-        with _reading(file_name):
-            info = next(members, None)
-        if info is None:
+        try:
+            entry = next(entries, None)
+        except TarFormatError as exc:
+            _unreadable(file_name, exc)
+        if entry is None:
             return
-        yield info
+        yield entry
+
+
+def _read_all(tar: TarStream, file_name: str) -> bytes:
+    try:
+        return tar.read_all()
+    except TarFormatError as exc:
+        _unreadable(file_name, exc)
 
 
 def read_info(source: BinaryIO, file_name: str) -> PackageInfo:
@@ -282,23 +307,21 @@ def read_info(source: BinaryIO, file_name: str) -> PackageInfo:
     about_mtime: int | None = None
     is_conda = package_format(file_name) == "conda"
     with _open_tar(source, file_name, "info") as tar:
-        for info in _iter_tar(tar, file_name):
-            name = info.name[2:] if info.name.startswith("./") else info.name
+        for entry in _entries(tar, file_name):
+            name = entry.name[2:] if entry.name.startswith("./") else entry.name
             if not name.startswith("info/"):
                 if not is_conda and _info_complete(files):
                     break
                 continue
             key = name[len("info/") :]
             if key == "about.json":
-                about_mtime = max(int(info.mtime), SAFE_MTIME_FLOOR)
-            if key in INFO_FILES and info.isreg():
+                about_mtime = max(int(entry.mtime), SAFE_MTIME_FLOOR)
+            if key in INFO_FILES and entry.type == REGULAR:
                 if key in files:
                     raise invalid_package(file_name, f"it holds info/{key} twice")
-                if info.size > _INFO_LIMIT:
-                    raise invalid_package(file_name, f"info/{key} is {info.size} bytes")
-                with _reading(file_name):
-                    data = tar.extractfile(info)
-                    files[key] = data.read() if data else b""
+                if entry.size > _INFO_LIMIT:
+                    raise invalid_package(file_name, f"info/{key} is {entry.size} bytes")
+                files[key] = _read_all(tar, file_name)
     if "index.json" not in files:
         raise invalid_package(file_name, "info/index.json is missing")
     return PackageInfo(files, about_mtime)
@@ -315,26 +338,31 @@ def _info_complete(files: Mapping[str, bytes]) -> bool:
 
 
 @contextmanager
-def iter_payload(source: BinaryIO, file_name: str) -> Iterator[Iterator[tuple[Member, BinaryIO | None]]]:
-    """The payload members in archive order, each with a reader of its data (files only).
+def iter_payload(
+    source: BinaryIO, file_name: str
+) -> Iterator[Iterator[tuple[Member, bytes | FileData | None]]]:
+    """The payload members in archive order, each with its data (files only).
 
-    The reader is only valid until the next member is taken. ``info/`` is not part of the payload.
+    A file's data is ``bytes`` up to :data:`WHOLE_FILE_LIMIT`, else a reader that is only valid until
+    the next member is taken. ``info/`` is not part of the payload.
     """
     is_conda = package_format(file_name) == "conda"
 
-    def members(tar: tarfile.TarFile) -> Iterator[tuple[Member, BinaryIO | None]]:
-        for info in _iter_tar(tar, file_name):
-            member = _member(info, file_name)
+    def members(tar: TarStream) -> Iterator[tuple[Member, bytes | FileData | None]]:
+        for entry in _entries(tar, file_name):
+            member = _member(entry, file_name)
             if member is None or (
                 not is_conda and (member.path == "info" or member.path.startswith("info/"))
             ):
                 continue
-            data = None
+            data: bytes | FileData | None = None
             if member.kind == "file":
-                with _reading(file_name):
-                    raw = tar.extractfile(info)
-                data = _GuardedReader(raw, file_name) if raw is not None else io.BytesIO()  # type: ignore[arg-type]
-            yield member, data  # type: ignore[misc]
+                data = (
+                    _read_all(tar, file_name)
+                    if member.size <= WHOLE_FILE_LIMIT
+                    else _LargeFile(tar, file_name)
+                )
+            yield member, data
 
     with _open_tar(source, file_name, "pkg") as tar:
         yield members(tar)
@@ -384,7 +412,7 @@ class TreeWriter:
         full = self._full(rel)
         return os.open(full, _NEW_FILE_FLAGS, 0o600), full
 
-    def write(self, rel: str, data: bytes | BinaryIO, mode: int, mtime: float | None) -> None:
+    def write(self, rel: str, data: bytes | FileData, mode: int, mtime: float | None) -> None:
         """Write a new file from bytes or a stream, then set its mode (exactly) and mtime."""
         fd, full = self._new_file(rel)
         try:

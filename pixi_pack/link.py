@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any
 
 from .condameta import (
     WrittenPath,
@@ -34,7 +34,7 @@ from .condameta import (
     write_json_atomically,
 )
 from .errors import ArchiveError, InstallError, PixiPackError
-from .extract import Member, TreeWriter, invalid_package, iter_payload, link_stays_inside
+from .extract import FileData, Member, TreeWriter, invalid_package, iter_payload, link_stays_inside
 from .models import PackageSource
 from .package_info import EntryPoint, Package, PathEntry, load_package
 from .plan import entry_point_paths, environment_python, plan_paths
@@ -239,7 +239,7 @@ class _PackageInstaller:
     def _destination(self, entry: PathEntry) -> str:
         return self.package.installed[self.package.final[entry.path]]
 
-    def _member(self, member: Member, data: BinaryIO | None) -> None:
+    def _member(self, member: Member, data: bytes | FileData | None) -> None:
         if member.kind == "symlink":
             self.symlinks[member.path] = member.target
         elif member.kind == "file":
@@ -301,7 +301,7 @@ class _PackageInstaller:
             written.size = entry.size if entry.size is not None else len(member.target.encode())
         self.written[member.path] = written
 
-    def _file(self, member: Member, entry: PathEntry, installed: str, data: BinaryIO | bytes) -> None:
+    def _file(self, member: Member, entry: PathEntry, installed: str, data: bytes | FileData) -> None:
         if entry.placeholder:
             content = data if isinstance(data, bytes) else data.read()
             self._patched(member, entry, installed, content)
@@ -312,7 +312,7 @@ class _PackageInstaller:
             self.writer.write(installed, data, member.mode, member.mtime)
         elif entry.sha256 is None:
             hashing = _HashingReader(data)
-            self.writer.write(installed, cast(BinaryIO, hashing), member.mode, member.mtime)
+            self.writer.write(installed, hashing, member.mode, member.mtime)
             digest, size = hashing.hexdigest(), hashing.size
         else:
             self.writer.write(installed, data, member.mode, member.mtime)
@@ -383,7 +383,7 @@ class _PackageInstaller:
         with self.package.source.open() as stream, iter_payload(stream, self.file_name) as members:
             for member, data in members:
                 if member.path in wanted and member.kind == "file" and data is not None:
-                    found[member.path] = data.read()
+                    found[member.path] = data if isinstance(data, bytes) else data.read()
         missing = sorted(wanted - found.keys())
         if missing:
             raise invalid_package(
@@ -477,7 +477,7 @@ def entry_point_script(point: EntryPoint, shebang: str) -> str:
 class _HashingReader:
     """Hashes what passes through, for files whose sha256 paths.json does not give."""
 
-    def __init__(self, source: BinaryIO | bytes) -> None:
+    def __init__(self, source: FileData | bytes) -> None:
         self._source = source
         self._hash = hashlib.sha256()
         self.size = 0
