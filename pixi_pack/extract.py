@@ -14,7 +14,9 @@ import bz2
 import io
 import json
 import os
+import queue
 import stat
+import threading
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -265,16 +267,85 @@ def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[TarStream
     with ExitStack() as stack:
         with _reading(file_name):
             source = buffered(source)
+            read: Callable[[int], bytes]
             if package_format(file_name) == "tar.bz2":
-                stream: FileData = stack.enter_context(bz2.BZ2File(source))
+                read = stack.enter_context(bz2.BZ2File(source)).read
+                if part == "pkg":
+                    read = stack.enter_context(_ReadAhead(read)).read
             else:
                 archive = stack.enter_context(zipfile.ZipFile(source))
                 info, pkg = _conda_members(archive, file_name)
                 member = stack.enter_context(archive.open(info if part == "info" else pkg))
                 decompressed = decompressing_reader(member)  # type: ignore[arg-type]
                 stack.callback(decompressed.close)
-                stream = decompressed
-        yield TarStream(_guarded(stream.read, file_name))
+                read = decompressed.read
+        yield TarStream(_guarded(read, file_name))
+
+
+class _ReadAhead:
+    """Reads ``read`` in a thread of its own, a few chunks ahead of the consumer.
+
+    bz2 decompression lets go of the GIL but costs about as much as writing out the files it yields;
+    decompressing in this thread while the installing thread writes makes the two overlap, which
+    shortens the install of a big ``.tar.bz2`` (usually the last package to finish) by up to half.
+    """
+
+    _DEPTH = 4
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
+        self._stop = threading.Event()
+        self._chunk = b""
+        self._offset = 0
+        self._finished = False
+        self._thread = threading.Thread(
+            target=self._produce, args=(read,), name="pixi-unpack-read", daemon=True
+        )
+        self._thread.start()
+
+    def _produce(self, read: Callable[[int], bytes]) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = read(_CHUNK)
+                self._put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # handed to the consumer, who raises it
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int) -> bytes:
+        if self._offset == len(self._chunk):
+            if self._finished:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._finished = True
+                raise item
+            if not item:
+                self._finished = True
+                return b""
+            self._chunk, self._offset = item, 0
+        start = self._offset
+        if start == 0 and size >= len(self._chunk):
+            self._offset = len(self._chunk)
+            return self._chunk
+        self._offset = min(start + size, len(self._chunk))
+        return self._chunk[start : self._offset]
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _entries(tar: TarStream, file_name: str) -> Iterator[TarEntry]:

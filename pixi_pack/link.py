@@ -114,9 +114,18 @@ def _install(
             meta = build_dir / "conda-meta" / f"{package.dist}.json"
             write_json_atomically(meta, prefix_record(package, paths, target_prefix))
 
-        # Like rattler, start the biggest packages first so they do not finish last.
-        biggest_first = sorted(packages, key=lambda s: -int(s.record.get("size") or 0))
-        _run_all(pool, biggest_first, install_one, on_installed)
+        # Start the costliest packages first so they do not finish last, alone.
+        _run_all(pool, sorted(packages, key=_expected_cost, reverse=True), install_one, on_installed)
+
+
+#: How much more a byte of ``.tar.bz2`` costs to install than a byte of ``.conda`` (bz2 decompresses
+#: at ~10 MB/s of input here, zstd at ~250 MB/s; writing the files costs the same for both).
+_BZ2_COST_FACTOR = 8
+
+
+def _expected_cost(source: PackageSource) -> int:
+    size = int(source.record.get("size") or 0)
+    return size * _BZ2_COST_FACTOR if source.file_name.endswith(".tar.bz2") else size
 
 
 def _run_all(

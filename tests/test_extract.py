@@ -12,6 +12,7 @@ import json
 import random
 import re
 import tarfile
+import threading
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -381,6 +382,32 @@ def test_truncated_tar_bz2(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match=re.escape("could not read demo-1.0-0.tar.bz2")):
         install(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    assert not _reader_threads()
+
+
+def _reader_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "pixi-unpack-read"]
+
+
+def test_tar_bz2_read_ahead_gives_every_byte(tmp_path: Path) -> None:
+    # Several MiB: more than the read-ahead thread keeps queued, so it has to wait for the writer.
+    big = random.Random(5).randbytes(6 << 20)
+    package = build_package(tmp_path, "demo", fmt="tar.bz2", files={"lib/big.bin": big, "lib/small": "s"})
+    install(package.path, tmp_path / "out")
+    assert (tmp_path / "out" / "lib" / "big.bin").read_bytes() == big
+    assert not _reader_threads()
+
+
+def test_tar_bz2_failing_midway_stops_the_read_ahead_thread(tmp_path: Path) -> None:
+    paths = [{"_path": "big.bin", "path_type": "hardlink"}, {"_path": "evil", "path_type": "hardlink"}]
+    # The bad member comes first: the thread is still decompressing (or waiting to queue) the rest.
+    payload = [member("/etc/evil"), member("big.bin", random.Random(6).randbytes(8 << 20))]
+    path = tmp_path / "evil-1-0.tar.bz2"
+    path.write_bytes(bz2.compress(tar_bytes(info_members(paths) + payload), 1))
+    with pytest.raises(ArchiveError, match="absolute path"):
+        install(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not _reader_threads()
 
 
 def test_missing_index_json(tmp_path: Path) -> None:
