@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn, Protocol
 
 from .errors import ArchiveError, PixiPackError
-from .tarstream import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarEntry, TarFormatError, TarStream
+from .tarstream import DIRECTORY, HARDLINK, READ_SIZE, REGULAR, SYMLINK, TarEntry, TarFormatError, TarStream
 from .zstd import decompressing_reader
 
 #: The ``info/`` files an installer reads; everything else in ``info/`` (recipes, tests, licenses) is skipped.
@@ -39,6 +39,7 @@ INFO_FILES = (
     "no_softlink",
 )
 _INFO_LIMIT = 64 << 20
+_INFO_READ_SIZE = 64 << 10
 _CHUNK = 1 << 20
 #: Files up to this size come out of :func:`iter_payload` as ``bytes``; bigger ones as a stream.
 WHOLE_FILE_LIMIT = _CHUNK
@@ -279,7 +280,8 @@ def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[TarStream
                 decompressed = decompressing_reader(member)  # type: ignore[arg-type]
                 stack.callback(decompressed.close)
                 read = decompressed.read
-        yield TarStream(_guarded(read, file_name))
+        # info/ is small and comes first: reading it should not decompress a MiB of payload.
+        yield TarStream(_guarded(read, file_name), _INFO_READ_SIZE if part == "info" else READ_SIZE)
 
 
 class _ReadAhead:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 BLOCK = 512
-_READ_SIZE = 1 << 20
+READ_SIZE = 1 << 20
 _ZERO_BLOCK = bytes(BLOCK)
 
 REGULAR = b"0"
@@ -56,11 +56,13 @@ class TarStream:
     """The members of the tar read by ``read(n)``, one at a time.
 
     Iterate for the headers; while positioned on a regular file, :meth:`read` and :meth:`read_all` give
-    its data. Moving on skips what was not read.
+    its data. Moving on skips what was not read. ``read_size`` is how much is asked of ``read`` at a
+    time: less suits a reader that stops early.
     """
 
-    def __init__(self, read: Callable[[int], bytes]) -> None:
+    def __init__(self, read: Callable[[int], bytes], read_size: int = READ_SIZE) -> None:
         self._source_read = read
+        self._read_size = read_size
         self._buf = b""
         self._pos = 0
         self._left = 0
@@ -77,7 +79,7 @@ class TarStream:
             return True
         parts = [self._buf[self._pos :]] if available else []
         while available < count:
-            chunk = self._source_read(max(_READ_SIZE, count - available))
+            chunk = self._source_read(max(self._read_size, count - available))
             if not chunk:
                 self._buf, self._pos = b"".join(parts), 0
                 return False
@@ -102,7 +104,7 @@ class TarStream:
         count -= available
         self._buf, self._pos = b"", 0
         while count > 0:
-            chunk = self._source_read(min(_READ_SIZE, count))
+            chunk = self._source_read(min(self._read_size, count))
             if not chunk:
                 msg = "unexpected end of data"
                 raise TarFormatError(msg)
@@ -121,7 +123,7 @@ class TarStream:
             return b""
         available = len(self._buf) - self._pos
         if available == 0:
-            data = self._source_read(min(max(size, _READ_SIZE), self._left))
+            data = self._source_read(min(max(size, self._read_size), self._left))
             if not data:
                 msg = "unexpected end of data in a member"
                 raise TarFormatError(msg)
