@@ -12,7 +12,8 @@ import io
 import os
 import shutil
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -23,6 +24,8 @@ from .models import CHANNEL_DIR, ENVIRONMENT_FILE, METADATA_FILE, PYPI_DIR, REPO
 FIXED_MTIME = 315532800
 _BLOCK = 512
 _WRITE_BUFFER = 1 << 20
+#: What a kernel copy fails with when it cannot copy between these two files (try another way).
+_NO_KERNEL_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF)
 
 
 def _sort_key(relative: PurePosixPath) -> tuple[int, tuple[tuple[int, str], ...]]:
@@ -41,6 +44,25 @@ def pack_members(root: Path) -> list[PurePosixPath]:
     return sorted(found, key=_sort_key)
 
 
+def tar_header(name: str, size: int | None) -> bytes:
+    """The header block(s) of one member, as ``tarfile`` writes them: a file of ``size`` bytes, or a
+    folder when ``size`` is None."""
+    info = tarfile.TarInfo(name)
+    info.mtime = FIXED_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.DIRTYPE if size is None else tarfile.REGTYPE
+    info.mode = 0o755 if size is None else 0o644
+    info.size = size or 0
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+
+
+def _tar_end(written: int) -> int:
+    """Bytes after the last member: two zero blocks, then zeros up to a whole 10 KiB record."""
+    end = 2 * _BLOCK
+    return end + -(written + end) % tarfile.RECORDSIZE
+
+
 def write_tar(root: Path, out: BinaryIO) -> None:
     """Write the folder ``root`` as an uncompressed, deterministic tar to ``out``.
 
@@ -50,25 +72,116 @@ def write_tar(root: Path, out: BinaryIO) -> None:
     written = 0
     for relative in pack_members(root):
         path = root / relative
-        info = tarfile.TarInfo(relative.as_posix())
-        info.mtime = FIXED_MTIME
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        is_dir = path.is_dir()
-        info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-        info.mode = 0o755 if is_dir else 0o644
-        info.size = 0 if is_dir else path.stat().st_size
-        header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+        size = None if path.is_dir() else path.stat().st_size
+        header = tar_header(relative.as_posix(), size)
         out.write(header)
         written += len(header)
-        if not is_dir:
+        if size is not None:
             with open(path, "rb") as f:
-                _copy(f, out, info.size)
-            padding = -info.size % _BLOCK
+                _copy(f, out, size)
+            padding = -size % _BLOCK
             out.write(bytes(padding))
-            written += info.size + padding
-    end = 2 * _BLOCK
-    out.write(bytes(end + -(written + end) % tarfile.RECORDSIZE))
+            written += size + padding
+    out.write(bytes(_tar_end(written)))
+
+
+@dataclass(frozen=True)
+class TarSlot:
+    """Where one member goes in a tar: its header at ``offset``, then its data."""
+
+    name: str
+    offset: int
+    header: bytes
+    size: int
+    """Bytes of data (0 for a folder); the zeros that pad it to a whole block follow."""
+
+    @property
+    def data_offset(self) -> int:
+        return self.offset + len(self.header)
+
+
+@dataclass(frozen=True)
+class TarLayout:
+    """The tar :func:`write_tar` would write of a folder, laid out before the folder's files exist."""
+
+    slots: dict[str, TarSlot]
+    """The members whose place is known, in archive order: every member before the first file of
+    unknown size (a later member's place depends on that size)."""
+    length: int | None
+    """The whole tar's length, or None while a size is unknown."""
+
+
+def tar_layout(files: Mapping[str, int | None]) -> TarLayout:
+    """Lay out a tar of ``files`` (posix path -> size in bytes, None if not known yet).
+
+    Folders are implied by the paths. Write each slot's header at its offset and the file's data after
+    it, leave every other byte zero (a file extended past them reads as zeros), and the file holds the
+    bytes :func:`write_tar` writes for the same tree.
+    """
+    names = {PurePosixPath(name) for name in files}
+    names.update(parent for name in list(names) for parent in name.parents if parent.parts)
+    slots: dict[str, TarSlot] = {}
+    offset = 0
+    for path in sorted(names, key=_sort_key):
+        name = path.as_posix()
+        size = files.get(name, 0)
+        if size is None:
+            return TarLayout(slots, None)
+        header = tar_header(name, size if name in files else None)
+        slots[name] = TarSlot(name, offset, header, size)
+        offset += len(header) + size + -size % _BLOCK
+    return TarLayout(slots, offset + _tar_end(offset))
+
+
+def write_at(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` of the file ``fd`` (its position neither used nor moved)."""
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view = view[done:]
+        offset += done
+
+
+class RangeReader:
+    """Reads ``size`` bytes of the open file ``fd`` from ``offset``, its file position neither used nor
+    moved (threads may share the fd)."""
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self._fd = fd
+        self._pos = offset
+        self._end = offset + size
+
+    def read(self, size: int = -1) -> bytes:
+        left = self._end - self._pos
+        count = left if size < 0 else min(size, left)
+        data = os.pread(self._fd, count, self._pos) if count > 0 else b""
+        self._pos += len(data)
+        return data
+
+
+def copy_range(in_fd: int, in_offset: int, out_fd: int, out_offset: int, size: int) -> None:
+    """Copy ``size`` bytes between two files at the given offsets: in the kernel where it can be."""
+    copied = 0
+    if hasattr(os, "copy_file_range"):
+        while copied < size:
+            try:
+                done = os.copy_file_range(
+                    in_fd, out_fd, size - copied, in_offset + copied, out_offset + copied
+                )
+            except OSError as exc:
+                if copied == 0 and exc.errno in _NO_KERNEL_COPY:
+                    break
+                raise
+            if done == 0:
+                break  # the source ended early: the loop below finds out
+            copied += done
+    while copied < size:
+        chunk = os.pread(in_fd, min(size - copied, _WRITE_BUFFER), in_offset + copied)
+        if not chunk:
+            msg = f"short copy: {copied} of {size} bytes"
+            raise OSError(errno.EIO, msg)
+        write_at(out_fd, chunk, out_offset + copied)
+        copied += len(chunk)
 
 
 def _copy(source: BinaryIO, out: BinaryIO, size: int) -> None:
@@ -108,13 +221,7 @@ def _copy_in_kernel(copy: Callable[[int, int, int], int], in_fd: int, out_fd: in
         try:
             done = copy(in_fd, out_fd, min(size - copied, 1 << 30))
         except OSError as exc:
-            if copied == 0 and exc.errno in (
-                errno.EXDEV,
-                errno.EINVAL,
-                errno.ENOSYS,
-                errno.EOPNOTSUPP,
-                errno.EBADF,
-            ):
+            if copied == 0 and exc.errno in _NO_KERNEL_COPY:
                 return False
             raise
         if done == 0:

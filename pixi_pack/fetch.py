@@ -1,7 +1,9 @@
 """Getting files: http(s) with mirrors, auth and retries, ``file://`` URLs and local paths; a cache.
 
-Every file is streamed to a temporary name next to its destination, hashed on the way, checked, and only
-then renamed into place, so a failed or corrupt download never leaves a file behind.
+Every file is hashed as it streams and checked at the end. A file destination is written under a
+temporary name and renamed into place only once checked, so a failed or corrupt download never leaves a
+file behind; a :class:`Slot` destination (a fixed range of a file being assembled) is written in place,
+and its owner discards the whole file if any fetch fails.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from urllib.request import url2pathname
 import requests
 
 from . import __version__, s3
+from .archive import RangeReader, copy_range, write_at
 from .errors import DownloadError, IntegrityError, PixiPackError
-from .hashing import Digests, check_digests, copy_and_hash, needs_md5
+from .hashing import Digests, check_digests, copy_and_hash, hash_stream, needs_md5
 from .models import MirrorConfig
 
 logger = logging.getLogger("pixi_pack")
@@ -43,6 +46,36 @@ class Expected:
     sha256: str | None = None
     md5: str | None = None
     size: int | None = None
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A destination inside a larger file: ``size`` bytes at ``offset`` of the open file ``fd``.
+
+    Nothing is ever written outside the range: bytes past ``size`` are hashed (so the error says what
+    arrived) but dropped.
+    """
+
+    fd: int
+    offset: int
+    size: int
+    path: Path
+    """The file being assembled, for messages."""
+
+
+class _SlotWriter:
+    """A write-only stream into a :class:`Slot`, from its start."""
+
+    def __init__(self, slot: Slot) -> None:
+        self._slot = slot
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        room = self._slot.size - self._written
+        if room > 0:
+            write_at(self._slot.fd, memoryview(data)[:room], self._slot.offset + self._written)
+        self._written += len(data)
+        return len(data)
 
 
 class _Transient(Exception):
@@ -82,14 +115,17 @@ class Fetcher:
     def fetch(
         self,
         location: str,
-        destination: Path,
+        destination: Path | Slot,
         *,
         what: str,
         expected: Expected = Expected(),
         cache_key: str | None = None,
         on_bytes: Callable[[int], None] | None = None,
     ) -> Digests:
-        """Put the file at ``location`` (URL or absolute path) at ``destination``, verified."""
+        """Put the file at ``location`` (URL or absolute path) at ``destination``, verified.
+
+        A slot's size must be the expected size. With a cache, a verified copy is stored there too.
+        """
         cached = self._cache_dir / cache_key if self._cache_dir and cache_key else None
         if cached is not None and cached.is_file():
             try:
@@ -98,13 +134,13 @@ class Fetcher:
                 logger.warning("cached %s is damaged, downloading it again", cached)
         digests = self._fetch_uncached(location, destination, what=what, expected=expected, on_bytes=on_bytes)
         if cached is not None:
-            _atomic_copy(destination, cached)
+            _store(destination, cached)
         return digests
 
     def _fetch_uncached(
         self,
         location: str,
-        destination: Path,
+        destination: Path | Slot,
         *,
         what: str,
         expected: Expected,
@@ -124,17 +160,20 @@ class Fetcher:
     def _copy_local(
         self,
         source: Path,
-        destination: Path,
+        destination: Path | Slot,
         *,
         what: str,
         expected: Expected,
         on_bytes: Callable[[int], None] | None,
     ) -> Digests:
+        what = f"{what} from {source}"
         try:
             with open(source, "rb") as src:
-                return _write_verified(
-                    src, destination, what=f"{what} from {source}", expected=expected, on_bytes=on_bytes
-                )
+                if isinstance(destination, Slot) and os.fstat(src.fileno()).st_size == destination.size:
+                    return _copy_to_slot(
+                        src.fileno(), destination, what=what, expected=expected, on_bytes=on_bytes
+                    )
+                return _write_verified(src, destination, what=what, expected=expected, on_bytes=on_bytes)
         except OSError as exc:
             msg = f"could not read {what} from {source}: {exc.strerror or exc}"
             raise DownloadError(msg) from exc
@@ -142,7 +181,7 @@ class Fetcher:
     def _download(
         self,
         url: str,
-        destination: Path,
+        destination: Path | Slot,
         *,
         what: str,
         expected: Expected,
@@ -169,7 +208,7 @@ class Fetcher:
     def _download_once(
         self,
         url: str,
-        destination: Path,
+        destination: Path | Slot,
         what: str,
         expected: Expected,
         on_bytes: Callable[[int], None] | None,
@@ -193,7 +232,8 @@ class Fetcher:
                 )
             except (requests.RequestException, OSError) as exc:
                 if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and exc.errno:
-                    msg = f"could not write {destination}: {exc.strerror or exc}"
+                    written = destination.path if isinstance(destination, Slot) else destination
+                    msg = f"could not write {written}: {exc.strerror or exc}"
                     raise PixiPackError(msg) from exc
                 raise _Transient(f"transfer broke off ({type(exc).__name__})") from exc
 
@@ -258,17 +298,22 @@ def _credentials_for(auth: Mapping[str, Mapping[str, Any]], host: str) -> Mappin
 
 def _write_verified(
     source: BinaryIO,
-    destination: Path,
+    destination: Path | Slot,
     *,
     what: str,
     expected: Expected,
     on_bytes: Callable[[int], None] | None,
 ) -> Digests:
+    md5 = needs_md5(expected.sha256, expected.md5)
+    if isinstance(destination, Slot):
+        digests = copy_and_hash(source, _SlotWriter(destination), on_bytes, md5=md5)  # type: ignore[arg-type]
+        check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=destination.size)
+        return digests
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".part")
     try:
         with open(partial, "wb") as out:
-            digests = copy_and_hash(source, out, on_bytes, md5=needs_md5(expected.sha256, expected.md5))
+            digests = copy_and_hash(source, out, on_bytes, md5=md5)
         check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=expected.size)
         os.replace(partial, destination)
     finally:
@@ -277,11 +322,30 @@ def _write_verified(
     return digests
 
 
-def _atomic_copy(source: Path, destination: Path) -> None:
+def _copy_to_slot(
+    source_fd: int, slot: Slot, *, what: str, expected: Expected, on_bytes: Callable[[int], None] | None
+) -> Digests:
+    """Copy a local file of the slot's size into it (in the kernel where it can be), then check what
+    landed in the slot."""
+    copy_range(source_fd, 0, slot.fd, slot.offset, slot.size)
+    md5 = needs_md5(expected.sha256, expected.md5)
+    digests = hash_stream(RangeReader(slot.fd, slot.offset, slot.size), md5=md5)  # type: ignore[arg-type]
+    if on_bytes is not None:
+        on_bytes(slot.size)
+    check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=slot.size)
+    return digests
+
+
+def _store(source: Path | Slot, destination: Path) -> None:
+    """Put a verified copy of ``source`` in the cache at ``destination``; a failure only warns."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.{os.getpid()}.part")
     try:
-        shutil.copyfile(source, partial)
+        if isinstance(source, Slot):
+            with open(partial, "wb") as out:
+                copy_range(source.fd, source.offset, out.fileno(), 0, source.size)
+        else:
+            shutil.copyfile(source, partial)
         os.replace(partial, destination)
     except OSError as exc:
         logger.warning("could not store %s in the cache: %s", destination, exc.strerror or exc)

@@ -9,14 +9,15 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from . import __version__
-from .archive import write_tar
+from .archive import TarLayout, copy_range, tar_layout, write_at, write_tar
 from .channel import environment_yml, metadata_json, normalize_project_name, repodata_files
 from .errors import LockfileError, PixiPackError
-from .fetch import Expected, Fetcher, is_url
+from .fetch import Expected, Fetcher, Slot, is_url
 from .lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
 from .models import (
     CHANNEL_DIR,
@@ -45,7 +46,8 @@ def pack(options: PackOptions) -> None:
     env = select_environment(data, options.environment, options.platform, lockfile.parent)
     conda, wheels = _select_packages(env, options, subdir)
     _check_output(options)
-    # Work next to the output, so the finished pack is renamed into place on the same filesystem.
+    files = _pack_files(conda, wheels)
+    # Work next to the output, so what is made is renamed into place on the same filesystem.
     staging_parent = options.output.parent if options.output is not None else None
     if staging_parent is not None:
         staging_parent.mkdir(parents=True, exist_ok=True)
@@ -55,13 +57,32 @@ def pack(options: PackOptions) -> None:
         fetcher = Fetcher(options.config, options.cache_dir)
         try:
             pyz = _find_unpacker(options, fetcher, workdir)
-            wheel_sha256 = _download(fetcher, conda, wheels, staging)
-            _write_metadata(staging, conda, wheels, subdir, wheel_sha256)
+            progress = _start_progress(conda, files)
+            metadata = _Metadata(conda, wheels, subdir)
+            if options.output is not None and _in_place(options, subdir):
+                _write_in_place(fetcher, files, metadata, options.output, pyz, staging, progress)
+                return
+            wheel_sha256 = _fetch_all(fetcher, [(f, staging / f.name) for f in files], progress)
+            progress.finish()
+            for name, text in metadata.files(wheel_sha256).items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / name).write_bytes(text)
             _write_output(staging, options, subdir, pyz)
         finally:
             fetcher.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _in_place(options: PackOptions, subdir: str) -> bool:
+    """Whether the pack can be assembled in the output file, each package written once, into its place.
+
+    Not for a folder, nor stdout (no random access), nor ``environment.ps1`` (its payload is base64 text,
+    whose characters cannot be placed before all the bytes before them are known); nor without
+    ``os.pwrite`` (Windows).
+    """
+    windows_executable = options.create_executable and is_windows(subdir)
+    return not options.directory_only and not windows_executable and hasattr(os, "pwrite")
 
 
 def _check_output(options: PackOptions) -> None:
@@ -117,7 +138,9 @@ def _select_packages(
         injected = [load_injected(p) for p in conda_paths]
         check_compatible(env.conda_packages, injected, platform=subdir)
         conda += injected
-    wheels += _injected_wheels([p for p in options.inject if p.name.endswith(".whl")], wheels, conda, subdir)
+    wheel_paths = [p for p in options.inject if p.name.endswith(".whl")]
+    if wheel_paths:
+        wheels += _injected_wheels(wheel_paths, wheels, conda, subdir)
     if not conda:
         logger.warning("warning: the environment %s has no conda packages for %s", env.name, env.platform)
     return conda, wheels
@@ -161,48 +184,81 @@ def _injected_wheels(
     return injected
 
 
-def _download(
-    fetcher: Fetcher, conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage], staging: Path
-) -> dict[str, str]:
-    """Fetch every package into ``staging``; returns the sha256 of each wheel by file name."""
-    total_bytes = sum(p.size or 0 for p in conda)
-    progress = Progress("downloaded", len(conda) + len(wheels), total_bytes or None)
-    logger.info(
-        "downloading %d packages%s",
-        len(conda) + len(wheels),
-        f" ({human_bytes(total_bytes)})" if total_bytes else "",
-    )
+@dataclass(frozen=True)
+class _PackFile:
+    """A package file of the pack: where it comes from, what it must match, where it goes."""
 
-    def fetch_conda(package: CondaPackage) -> None:
-        fetcher.fetch(
-            package.location,
-            staging / CHANNEL_DIR / package.subdir / package.file_name,
-            what=package.dist_name,
-            expected=Expected(package.sha256, package.md5, package.size),
-            cache_key=f"{package.subdir}/{package.file_name}",
-            on_bytes=progress.add_bytes,
+    name: str
+    """Its path in the pack, e.g. ``channel/linux-64/zlib-1.3.1-hb9d3cd8_2.conda``."""
+    location: str
+    what: str
+    """How messages name it."""
+    expected: Expected
+    cache_key: str | None
+    is_wheel: bool
+    """Its sha256 goes into ``pixi-pack.json``."""
+
+
+def _pack_files(conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage]) -> list[_PackFile]:
+    files = [
+        _PackFile(
+            f"{CHANNEL_DIR}/{p.subdir}/{p.file_name}",
+            p.location,
+            p.dist_name,
+            Expected(p.sha256, p.md5, p.size),
+            f"{p.subdir}/{p.file_name}",
+            is_wheel=False,
         )
-        progress.item_done()
+        for p in conda
+    ]
+    files += [
+        _PackFile(
+            f"{PYPI_DIR}/{w.file_name}",
+            w.location,
+            f"{w.name} {w.version}".strip(),
+            Expected(w.sha256),
+            # A local wheel without a hash may be rebuilt under the same name: never cache it.
+            f"{PYPI_DIR}/{w.file_name}" if is_url(w.location) or w.sha256 else None,
+            is_wheel=True,
+        )
+        for w in wheels
+    ]
+    return files
 
+
+def _start_progress(conda: Sequence[CondaPackage], files: Sequence[_PackFile]) -> Progress:
+    total_bytes = sum(p.size or 0 for p in conda)
+    logger.info(
+        "downloading %d packages%s", len(files), f" ({human_bytes(total_bytes)})" if total_bytes else ""
+    )
+    return Progress("downloaded", len(files), total_bytes or None)
+
+
+def _fetch_all(
+    fetcher: Fetcher, jobs: Sequence[tuple[_PackFile, Path | Slot]], progress: Progress
+) -> dict[str, str]:
+    """Fetch every file to its destination, concurrently; returns the sha256 of each wheel by file name."""
     wheel_sha256: dict[str, str] = {}
 
-    def fetch_wheel(wheel: PypiPackage) -> None:
+    def fetch(file: _PackFile, destination: Path | Slot) -> None:
         digests = fetcher.fetch(
-            wheel.location,
-            staging / PYPI_DIR / wheel.file_name,
-            what=f"{wheel.name} {wheel.version}".strip(),
-            expected=Expected(wheel.sha256),
-            # A local wheel without a hash may be rebuilt under the same name: never cache it.
-            cache_key=f"{PYPI_DIR}/{wheel.file_name}" if is_url(wheel.location) or wheel.sha256 else None,
+            file.location,
+            destination,
+            what=file.what,
+            expected=file.expected,
+            cache_key=file.cache_key,
             on_bytes=progress.add_bytes,
         )
-        wheel_sha256[wheel.file_name] = digests.sha256
+        if file.is_wheel:
+            wheel_sha256[PurePosixPath(file.name).name] = digests.sha256
         progress.item_done()
 
-    jobs = [(fetch_conda, p) for p in conda] + [(fetch_wheel, w) for w in wheels]
-    workers = max(1, min(fetcher.concurrency, len(jobs)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixi-pack-fetch") as pool:
-        futures = [pool.submit(func, item) for func, item in jobs]  # type: ignore[arg-type]
+    if not jobs:
+        return wheel_sha256
+    with ThreadPoolExecutor(
+        max_workers=min(fetcher.concurrency, len(jobs)), thread_name_prefix="pixi-pack-fetch"
+    ) as pool:
+        futures = [pool.submit(fetch, file, destination) for file, destination in jobs]
         try:
             for future in futures:
                 future.result()
@@ -210,29 +266,126 @@ def _download(
             for future in futures:
                 future.cancel()
             raise
-    progress.finish()
     return wheel_sha256
 
 
-def _write_metadata(
+class _Metadata:
+    """The small files of the pack, made from the lockfile: ``pixi-pack.json``, ``environment.yml`` and a
+    ``repodata.json`` per subdir."""
+
+    def __init__(self, conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage], subdir: str) -> None:
+        self._wheel_names = [w.file_name for w in wheels]
+        self._fixed = {
+            f"{CHANNEL_DIR}/{repodata_subdir}/{REPODATA_FILE}": text.encode()
+            for repodata_subdir, text in repodata_files(conda, subdir).items()
+        }
+        self._fixed[ENVIRONMENT_FILE] = environment_yml(conda, wheels).encode()
+        self._metadata = PackMetadata(PACK_FORMAT_VERSION, __version__, subdir)
+        if wheels and not any(p.name == "pip" for p in conda):
+            logger.warning(
+                "warning: the environment has PyPI wheels but no pip conda package: the conda/micromamba "
+                "compatibility mode (environment.yml) will not be able to install them"
+            )
+
+    def files(self, wheel_sha256: Mapping[str, str]) -> dict[str, bytes]:
+        """Path in the pack -> content; ``pixi-pack.json`` records ``wheel_sha256``."""
+        return {METADATA_FILE: metadata_json(self._metadata, wheel_sha256).encode(), **self._fixed}
+
+    def sizes(self) -> dict[str, int]:
+        """The size of each file, known before the wheels' hashes are (each is 64 hex digits)."""
+        placeholder = dict.fromkeys(self._wheel_names, _NO_SHA256)
+        return {name: len(data) for name, data in self.files(placeholder).items()}
+
+
+_NO_SHA256 = "0" * 64
+
+
+def _write_in_place(
+    fetcher: Fetcher,
+    files: Sequence[_PackFile],
+    metadata: _Metadata,
+    output: Path,
+    pyz: Path | None,
     staging: Path,
-    conda: Sequence[CondaPackage],
-    wheels: Sequence[PypiPackage],
-    subdir: str,
-    wheel_sha256: Mapping[str, str],
+    progress: Progress,
 ) -> None:
-    for repodata_subdir, text in repodata_files(conda, subdir).items():
-        folder = staging / CHANNEL_DIR / repodata_subdir
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / REPODATA_FILE).write_text(text, encoding="utf-8")
-    if wheels and not any(p.name == "pip" for p in conda):
-        logger.warning(
-            "warning: the environment has PyPI wheels but no pip conda package: the conda/micromamba "
-            "compatibility mode (environment.yml) will not be able to install them"
-        )
-    (staging / ENVIRONMENT_FILE).write_text(environment_yml(conda, wheels), encoding="utf-8")
-    metadata = PackMetadata(PACK_FORMAT_VERSION, __version__, subdir)
-    (staging / METADATA_FILE).write_text(metadata_json(metadata, wheel_sha256), encoding="utf-8")
+    """Write the pack (``environment.sh`` with ``pyz``) at ``output``, via a temporary name and a rename."""
+    partial = output.with_name(f".{output.name}.{os.getpid()}.part")
+    try:
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            _assemble(fd, output, fetcher, files, metadata, pyz, staging, progress)
+            if pyz is not None:
+                os.fchmod(fd, 0o755)
+        finally:
+            os.close(fd)
+        os.replace(partial, output)
+    except OSError as exc:
+        msg = f"could not write {output}: {exc.strerror or exc}"
+        raise PixiPackError(msg) from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    logger.info("created pack at %s (%s)", output, human_bytes(output.stat().st_size))
+
+
+def _assemble(
+    fd: int,
+    output: Path,
+    fetcher: Fetcher,
+    files: Sequence[_PackFile],
+    metadata: _Metadata,
+    pyz: Path | None,
+    staging: Path,
+    progress: Progress,
+) -> None:
+    """Lay the tar out from the lockfile's sizes, then fetch each package straight into its place.
+
+    A file of unknown size (a wheel, usually) is fetched into ``staging`` and copied in once its size
+    fixes the place of what follows it. The stub of ``environment.sh`` states the payload's length, so
+    with ``pyz`` those files are fetched before anything else.
+    """
+    sizes: dict[str, int | None] = {**metadata.sizes(), **{f.name: f.expected.size for f in files}}
+    staged = [f for f in files if f.expected.size is None] if pyz is not None else []
+    wheel_sha256 = _fetch_all(fetcher, [(f, staging / f.name) for f in staged], progress)
+    sizes.update({f.name: (staging / f.name).stat().st_size for f in staged})
+    layout = tar_layout(sizes)
+    base = 0
+    if pyz is not None:
+        from .selfextract import sh_payload_offset
+
+        assert layout.length is not None  # every size is known
+        base = sh_payload_offset(layout.length)
+    fetched_first = {f.name for f in staged}
+    jobs: list[tuple[_PackFile, Path | Slot]] = []
+    for file in (f for f in files if f.name not in fetched_first):
+        slot = layout.slots.get(file.name)
+        placed = Slot(fd, base + slot.data_offset, slot.size, output) if slot is not None else None
+        jobs.append((file, placed or staging / file.name))
+    wheel_sha256.update(_fetch_all(fetcher, jobs, progress))
+    progress.finish()
+    staged += [file for file, destination in jobs if isinstance(destination, Path)]
+    layout = tar_layout({**sizes, **{f.name: (staging / f.name).stat().st_size for f in staged}})
+    assert layout.length is not None  # every size is known
+    _fill_in(fd, base, layout, metadata.files(wheel_sha256), {f.name: staging / f.name for f in staged})
+    if pyz is None:
+        os.ftruncate(fd, layout.length)
+        return
+    from .selfextract import complete_sh
+
+    complete_sh(fd, layout.length, pyz)
+
+
+def _fill_in(
+    fd: int, base: int, layout: TarLayout, contents: Mapping[str, bytes], staged: Mapping[str, Path]
+) -> None:
+    """Write every member's header, the small files, and the files fetched into staging."""
+    for slot in layout.slots.values():
+        write_at(fd, slot.header, base + slot.offset)
+        if slot.name in contents:
+            write_at(fd, contents[slot.name], base + slot.data_offset)
+        elif slot.name in staged:
+            with open(staged[slot.name], "rb") as source:
+                copy_range(source.fileno(), 0, fd, base + slot.data_offset, slot.size)
 
 
 def _write_output(staging: Path, options: PackOptions, subdir: str, pyz: Path | None) -> None:

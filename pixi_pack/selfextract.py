@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import base64
 import hashlib
+import os
 import re
 import shutil
 import tempfile
@@ -30,12 +31,16 @@ from typing import BinaryIO
 from urllib.parse import urldefrag
 
 from ._vendor_loader import running_zipapp
+from .archive import RangeReader, copy_range, write_at
 from .errors import IntegrityError, PixiPackError
+from .hashing import hash_stream
 
 CHUNK_SIZE = 1 << 20
 BASE64_LINE = 76
 """Characters of base64 per line in ``environment.ps1``; 57 bytes encode to exactly one line."""
 BASE64_LINE_BYTES = BASE64_LINE // 4 * 3
+#: Stands in for the payload's sha256 while the stub is measured (the same width as the real one).
+_NO_SHA256 = "0" * 64
 
 SH_STUB = """\
 #!/bin/sh
@@ -218,6 +223,22 @@ def _write_sh(payload: Path, pyz: Path, destination: BinaryIO, *, sha256: str, l
     for part in (payload, pyz):
         with open(part, "rb") as source:
             shutil.copyfileobj(source, destination, CHUNK_SIZE)
+
+
+def sh_payload_offset(length: int) -> int:
+    """Where a payload of ``length`` bytes starts in ``environment.sh``: right after the stub."""
+    return len(render_sh_stub(sha256=_NO_SHA256, length=length))
+
+
+def complete_sh(fd: int, length: int, pyz: Path) -> None:
+    """Finish an ``environment.sh`` assembled in place: its payload of ``length`` bytes is already at
+    :func:`sh_payload_offset`; the zipapp goes after it, then the stub with the payload's sha256 before it.
+    """
+    offset = sh_payload_offset(length)
+    with open(pyz, "rb") as source:
+        copy_range(source.fileno(), 0, fd, offset + length, os.fstat(source.fileno()).st_size)
+    sha256 = hash_stream(RangeReader(fd, offset, length)).sha256  # type: ignore[arg-type]
+    write_at(fd, render_sh_stub(sha256=sha256, length=length), 0)
 
 
 def _write_ps1(payload: Path, pyz: Path, destination: BinaryIO, *, sha256: str, length: int) -> None:

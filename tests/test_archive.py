@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pixi_pack import archive
-from pixi_pack.archive import FIXED_MTIME, pack_members, write_tar
+from pixi_pack.archive import FIXED_MTIME, copy_range, pack_members, tar_layout, write_at, write_tar
 
 
 def _tree(root: Path) -> Path:
@@ -73,3 +74,57 @@ def test_falls_back_when_the_kernel_cannot_copy(tmp_path: Path, monkeypatch: pyt
     with out.open("wb") as f:
         write_tar(root, f)
     assert out.read_bytes() == _reference(root)
+
+
+def test_layout_written_out_of_order_gives_tarfiles_bytes(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "pack")
+    files = {r.as_posix(): (root / r).stat().st_size for r in pack_members(root) if (root / r).is_file()}
+    layout = tar_layout(files)
+    assert layout.length is not None
+    out = tmp_path / "pack.tar"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT)
+    try:
+        for slot in reversed(list(layout.slots.values())):
+            if slot.name in files:
+                write_at(fd, (root / slot.name).read_bytes(), slot.data_offset)
+            write_at(fd, slot.header, slot.offset)
+        os.ftruncate(fd, layout.length)
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == _reference(root)
+
+
+def test_layout_places_members_up_to_the_first_unknown_size(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "pack")
+    files: dict[str, int | None] = {
+        r.as_posix(): (root / r).stat().st_size for r in pack_members(root) if (root / r).is_file()
+    }
+    complete = tar_layout(files)
+    files["channel/noarch/empty-1.0-0.tar.bz2"] = None
+    partial = tar_layout(files)
+    assert partial.length is None
+    names = list(complete.slots)
+    assert list(partial.slots) == names[: names.index("channel/noarch/empty-1.0-0.tar.bz2")]
+    assert len(partial.slots) == 6
+    assert all(complete.slots[name] == slot for name, slot in partial.slots.items())
+
+
+def test_copy_range_falls_back_when_the_kernel_cannot_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(3 << 20))
+
+    def refuse(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    for kernel in (True, False):
+        if not kernel:
+            monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+        target = tmp_path / f"target-{kernel}"
+        target.write_bytes(b"x" * 10)
+        with source.open("rb") as src, target.open("r+b") as dst:
+            copy_range(src.fileno(), 5, dst.fileno(), 3, (3 << 20) - 5)
+        assert target.read_bytes() == b"xxx" + source.read_bytes()[5:]
+        with source.open("rb") as src, target.open("r+b") as dst, pytest.raises(OSError, match="short copy"):
+            copy_range(src.fileno(), 5, dst.fileno(), 3, 3 << 20)

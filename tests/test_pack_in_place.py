@@ -1,0 +1,175 @@
+"""A pack assembled in place (each package downloaded straight into its slot of the output file) has
+exactly the bytes of the tar of the same files, whatever order the downloads finish in; a download that
+does not fit its slot fails the pack and leaves nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from builders import build_wheel
+from conftest import Channel, HttpServer
+from lockfiles import CondaEntry, LockEntry, conda, pypi, write_lock
+
+from pixi_pack import selfextract
+from pixi_pack.archive import FIXED_MTIME, pack_members
+from pixi_pack.cli import pack_main
+
+
+def _reference_tar(folder: Path) -> bytes:
+    """The tar of a ``--directory-only`` pack, written by tarfile itself."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+        for relative in pack_members(folder):
+            path = folder / relative
+            info = tarfile.TarInfo(relative.as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = FIXED_MTIME, 0, 0, "", ""
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.mode, info.size = 0o644, path.stat().st_size
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+    return out.getvalue()
+
+
+def _without(entry: CondaEntry, *keys: str) -> CondaEntry:
+    return CondaEntry(
+        entry.location, {k: v for k, v in entry.record.items() if k not in keys}, entry.explicit
+    )
+
+
+def _project(tmp_path: Path, entries: list[LockEntry], channel_url: str) -> Path:
+    project = tmp_path / "project"
+    write_lock(project / "pixi.lock", {"default": {"linux-64": entries}}, [channel_url])
+    return project
+
+
+def _entries(kind: str, served_channel: str, channel: Channel, http_server: HttpServer) -> list[LockEntry]:
+    entries: list[LockEntry] = [conda(p, served_channel) for p in channel.packages.values()]
+    if kind == "unsized conda package":
+        # The first package in the archive without a size: every member after it is placed at the end.
+        entries[0] = _without(entries[0], "size")  # type: ignore[arg-type]
+    if kind == "wheels":
+        folder = http_server.root / "wheels"
+        entries.append(
+            pypi(build_wheel(folder, "plain", "2.1"), f"{http_server.url}/wheels/plain-2.1-py3-none-any.whl")
+        )
+        unhashed = build_wheel(folder, "other", "0.1")
+        entries.append(pypi(unhashed, http_server.url_for(unhashed.path), with_hash=False))
+    return entries
+
+
+@pytest.mark.parametrize("kind", ["conda only", "unsized conda package", "wheels"])
+def test_pack_is_the_tar_of_the_folder_pack(
+    tmp_path: Path, served_channel: str, channel: Channel, http_server: HttpServer, kind: str
+) -> None:
+    project = _project(tmp_path, _entries(kind, served_channel, channel, http_server), served_channel)
+    folder, out = tmp_path / "folder", tmp_path / "environment.tar"
+    assert pack_main([str(project), "-p", "linux-64", "--directory-only", "-o", str(folder)]) == 0
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 0
+    expected = _reference_tar(folder)
+    assert out.read_bytes() == expected
+    piped = subprocess.run(
+        [sys.executable, "-m", "pixi_pack", "pack", str(project), "-p", "linux-64", "-o", "-", "-q"],
+        capture_output=True,
+        check=True,
+    )
+    assert piped.stdout == expected
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no .part, no work folder
+
+
+def _fake_pyz(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("__main__.py", "print('unpacker')\n")
+        archive.writestr("site-packages/pixi_pack/cli.py", "")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["conda only", "wheels"])
+def test_executable_is_stub_tar_and_zipapp(
+    tmp_path: Path, served_channel: str, channel: Channel, http_server: HttpServer, kind: str
+) -> None:
+    project = _project(tmp_path, _entries(kind, served_channel, channel, http_server), served_channel)
+    pyz = _fake_pyz(tmp_path / "unpacker.pyz")
+    folder, out = tmp_path / "folder", tmp_path / "environment.sh"
+    assert pack_main([str(project), "-p", "linux-64", "--directory-only", "-o", str(folder)]) == 0
+    args = [str(project), "-p", "linux-64", "--create-executable", "--pixi-unpack-source", str(pyz)]
+    assert pack_main([*args, "-o", str(out)]) == 0
+    data = out.read_bytes()
+    offset = int(re.search(rb"--payload-offset (\d+)", data[:4096]).group(1))  # type: ignore[union-attr]
+    length = int(re.search(rb"--payload-length (\d+)", data[:4096]).group(1))  # type: ignore[union-attr]
+    sha256 = re.search(rb"--payload-sha256 ([0-9a-f]{64})", data[:4096]).group(1).decode()  # type: ignore[union-attr]
+    payload = data[offset : offset + length]
+    assert payload == _reference_tar(folder)
+    assert hashlib.sha256(payload).hexdigest() == sha256
+    assert data[offset + length :] == pyz.read_bytes()
+    # The same bytes as the streaming writer (used for stdout) makes of the same tar.
+    tar = tmp_path / "payload.tar"
+    tar.write_bytes(payload)
+    streamed = io.BytesIO()
+    selfextract.write_executable(tar, pyz, streamed, windows=False)
+    assert streamed.getvalue() == data
+    assert out.stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize("change", ["longer", "shorter"])
+@pytest.mark.parametrize("hashed", [True, False])
+def test_a_download_that_does_not_fit_its_slot_fails_cleanly(
+    tmp_path: Path,
+    served_channel: str,
+    channel: Channel,
+    http_server: HttpServer,
+    capsys: pytest.CaptureFixture[str],
+    change: str,
+    hashed: bool,
+) -> None:
+    entries: list[LockEntry] = [conda(p, served_channel) for p in channel.packages.values()]
+    if not hashed:
+        entries = [_without(e, "sha256", "md5") for e in entries]  # type: ignore[arg-type]
+    project = _project(tmp_path, entries, served_channel)
+    package = channel.packages["hello"]
+    served = http_server.root / "channel" / "linux-64" / package.file_name
+    data = served.read_bytes()
+    served.write_bytes(data + b"x" * 1000 if change == "longer" else data[:-100])
+    out = tmp_path / "out" / "environment.tar"
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("error: ") and package.dist_name in err
+    got = len(data) + 1000 if change == "longer" else len(data) - 100
+    if hashed:
+        assert "sha256 mismatch" in err
+    else:
+        assert f"size mismatch (expected {len(data)} bytes, got {got})" in err
+    assert list(out.parent.iterdir()) == []
+
+
+def test_damaged_cache_entries_are_fetched_again(
+    tmp_path: Path, served_channel: str, channel: Channel, http_server: HttpServer
+) -> None:
+    project = _project(
+        tmp_path, [conda(p, served_channel) for p in channel.packages.values()], served_channel
+    )
+    cache, first, second = tmp_path / "cache", tmp_path / "a.tar", tmp_path / "b.tar"
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(first), "--use-cache", str(cache)]) == 0
+    for package in channel.packages.values():
+        assert (cache / package.subdir / package.file_name).read_bytes() == package.path.read_bytes()
+    same_size = cache / "linux-64" / channel.packages["hello"].file_name
+    damaged = bytearray(same_size.read_bytes())
+    damaged[100] ^= 1
+    same_size.write_bytes(bytes(damaged))
+    shorter = cache / "noarch" / channel.packages["hello-data"].file_name
+    shorter.write_bytes(shorter.read_bytes()[:-1])
+    requests = len(http_server.requests)
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(second), "--use-cache", str(cache)]) == 0
+    assert len(http_server.requests) == requests + 2
+    assert second.read_bytes() == first.read_bytes()
+    assert same_size.read_bytes() == channel.packages["hello"].path.read_bytes()
