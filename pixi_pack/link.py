@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def _install(
     workers: int,
     on_installed: Callable[[PackageSource], None] | None,
 ) -> None:
-    with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
+    with _short_gil_slices(), ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
         loaded = _run_all(pool, packages, load_package)
         python = environment_python(loaded, platform)
         ordered = plan_paths(loaded, python, platform)
@@ -116,6 +117,27 @@ def _install(
 
         # Start the costliest packages first so they do not finish last, alone.
         _run_all(pool, sorted(packages, key=_expected_cost, reverse=True), install_one, on_installed)
+
+
+#: Seconds a thread may hold the GIL while another waits for it (Python's default is 5 ms).
+GIL_SLICE = 0.0005
+
+
+@contextmanager
+def _short_gil_slices() -> Iterator[None]:
+    """Let threads take turns at the GIL every :data:`GIL_SLICE` while installing.
+
+    A thread writing small files lets go of the GIL at every ``open``/``write`` and must then wait for
+    it while a thread parsing tar headers or placeholders runs Python: for up to 5 ms each time by
+    default, which made the biggest package's thread wait more than it worked. 0.5 ms measured best
+    on the benchmark corpus (0.1 ms: more time lost switching).
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, GIL_SLICE))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 #: How much more a byte of ``.tar.bz2`` costs to install than a byte of ``.conda`` (bz2 decompresses

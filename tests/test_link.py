@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import re
+import sys
 import tarfile
 import time
 from collections.abc import Sequence
@@ -33,11 +34,11 @@ from builders import (
     text_prefix,
 )
 from conftest import default_packages, prefix_tree, realdata_path, source_of
-from test_extract import member, tar_bytes
+from test_extract import member, tar_bytes, write_conda
 
 from pixi_pack.condameta import HISTORY
 from pixi_pack.errors import ArchiveError, InstallError
-from pixi_pack.link import entry_point_script, install_packages
+from pixi_pack.link import GIL_SLICE, entry_point_script, install_packages
 from pixi_pack.matchspec import dependency_name
 from pixi_pack.models import PackageSource
 from pixi_pack.package_info import EntryPoint, parse_has_prefix_line
@@ -406,6 +407,28 @@ def test_on_installed_is_called_once_per_package(tmp_path: Path) -> None:
         sources, tmp_path / "env", tmp_path / "env", PLATFORM, on_installed=lambda s: seen.append(s.file_name)
     )
     assert sorted(seen) == sorted(s.file_name for s in sources)
+
+
+def test_gil_slices_are_short_while_installing_and_restored_after(tmp_path: Path) -> None:
+    sources = built(default_packages(tmp_path / "build"))
+    seen: list[float] = []
+    before = sys.getswitchinterval()
+    install_packages(
+        sources,
+        tmp_path / "env",
+        tmp_path / "env",
+        PLATFORM,
+        on_installed=lambda _: seen.append(sys.getswitchinterval()),
+    )
+    assert seen and set(seen) == {GIL_SLICE}
+    assert sys.getswitchinterval() == before
+    evil = write_conda(
+        tmp_path / "evil-1-0.conda", [member("/etc/evil")], paths=[{"_path": "evil", "path_type": "hardlink"}]
+    )
+    record = {"name": "evil", "version": "1", "build": "0", "subdir": PLATFORM, "depends": []}
+    with pytest.raises(ArchiveError, match="absolute path"):  # also after a failure
+        install_packages([source_of(evil, record)], tmp_path / "env2", tmp_path / "env2", PLATFORM)
+    assert sys.getswitchinterval() == before
 
 
 def test_link_scripts_are_not_run_but_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
