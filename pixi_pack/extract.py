@@ -121,6 +121,8 @@ def normalize_member_path(name: str) -> str:
 
     Backslashes count as separators too, so a ``..`` cannot hide behind one on Windows.
     """
+    if _is_clean(name):
+        return name
     if "\0" in name:
         msg = f"member name {name!r} holds a NUL byte"
         raise ValueError(msg)
@@ -132,6 +134,21 @@ def normalize_member_path(name: str) -> str:
         msg = f"member {name!r} points outside the package with '..'"
         raise ValueError(msg)
     return "/".join(parts)
+
+
+def _is_clean(name: str) -> bool:
+    """The common case, decided by a few substring tests: already a normalised, safe relative path."""
+    return (
+        bool(name)
+        and ".." not in name
+        and "\\" not in name
+        and "//" not in name
+        and "/./" not in name
+        and "\0" not in name
+        and name[0] not in "/."
+        and name[-1] not in "/."
+        and name[1:2] != ":"
+    )
 
 
 def link_stays_inside(link_path: str, target: str) -> bool:

@@ -140,6 +140,29 @@ def test_normalize_member_path_refuses(name: str) -> None:
         normalize_member_path(name)
 
 
+def test_normalize_member_path_shortcut_agrees_with_the_full_check() -> None:
+    # Names the shortcut accepts as they are must come out unchanged from the full normalisation,
+    # which "./" in front forces; names it does not accept take the full path anyway.
+    rng = random.Random(7)
+    shortcut = 0
+    for _ in range(20000):
+        name = "".join(rng.choice("ab./\\:\0 ") for _ in range(rng.randrange(0, 9)))
+        try:
+            expected = normalize_member_path("./" + name)
+        except ValueError:
+            expected = None
+        try:
+            got = normalize_member_path(name)
+        except ValueError:
+            got = None
+        if got == name:
+            shortcut += 1
+            assert expected == name, name
+        elif got is not None:
+            assert got == expected, name
+    assert shortcut > 100
+
+
 @pytest.mark.parametrize(
     ("link", "target", "inside"),
     [
