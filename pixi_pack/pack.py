@@ -223,7 +223,9 @@ def _pack_files(conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage]) ->
         )
         for w in wheels
     ]
-    return files
+    # Two entries for one file (a malformed lockfile) must not share a slot; the last one wins, as in
+    # repodata.json.
+    return list({f.name: f for f in files}.values())
 
 
 def _start_progress(conda: Sequence[CondaPackage], files: Sequence[_PackFile]) -> Progress:

@@ -119,6 +119,11 @@ def test_executable_is_stub_tar_and_zipapp(
     selfextract.write_executable(tar, pyz, streamed, windows=False)
     assert streamed.getvalue() == data
     assert out.stat().st_mode & 0o777 == 0o755
+    piped = subprocess.run(
+        [sys.executable, "-m", "pixi_pack", "pack", *args, "-o", "-", "-q"], capture_output=True
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == data
 
 
 @pytest.mark.parametrize("change", ["longer", "shorter"])
@@ -173,3 +178,20 @@ def test_damaged_cache_entries_are_fetched_again(
     assert len(http_server.requests) == requests + 2
     assert second.read_bytes() == first.read_bytes()
     assert same_size.read_bytes() == channel.packages["hello"].path.read_bytes()
+
+
+def test_a_file_listed_twice_is_packed_once(
+    tmp_path: Path, served_channel: str, channel: Channel, http_server: HttpServer
+) -> None:
+    hello = channel.packages["hello"]
+    entries: list[LockEntry] = [conda(p, served_channel) for p in channel.packages.values()]
+    entries.append(CondaEntry(hello.path.as_uri(), dict(hello.record)))
+    project = _project(tmp_path, entries, served_channel)
+    out = tmp_path / "environment.tar"
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 0
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        member = tar.extractfile(f"channel/linux-64/{hello.file_name}")
+        assert member is not None and member.read() == hello.path.read_bytes()
+    assert names.count(f"channel/linux-64/{hello.file_name}") == 1
+    assert f"/channel/linux-64/{hello.file_name}" not in http_server.requests  # fetched once, from the last
