@@ -2,6 +2,21 @@
 
 The environment is built in a temporary sibling of its final folder and renamed into place at the end,
 so a failure never leaves a half-made environment where the environment should be.
+
+What is verified, and when:
+
+- A pack (tar, folder, stdin): every conda package against the sha256 (md5 when that is all) and size
+  of its record in the pack's ``repodata.json``, every wheel against ``pixi-pack.json``, before anything
+  is extracted.
+- A self-extracting file (``--payload-sha256``): the sha256 of its whole payload, the tar, which covers
+  every package and the metadata too. It is computed in a thread while the environment is built and
+  checked before the rename, so packages are extracted into the temporary folder before their bytes
+  are known to be good (rattler, too, hashes a package while extracting it). Nothing reaches the
+  environment's folder unless the digest matched; on a mismatch the temporary folder is removed and the
+  mismatch is the error, even when extracting had already failed on the damaged bytes.
+
+Either way the hashes travel in the same file as the bytes they check: they catch a damaged or
+incomplete download, not a deliberate change.
 """
 
 from __future__ import annotations
@@ -11,9 +26,10 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -21,7 +37,7 @@ from .activate import write_activation_script
 from .archive import PackReader
 from .channel import parse_metadata, parse_pypi_sha256, parse_repodata
 from .errors import ArchiveError, IntegrityError, PixiPackError
-from .hashing import check_digests, hash_stream
+from .hashing import Digests, check_digests, hash_file_range, hash_stream
 from .link import install_packages
 from .models import (
     CHANNEL_DIR,
@@ -47,21 +63,19 @@ def unpack(options: UnpackOptions) -> None:
         msg = f"environment folder {prefix} already exists: remove it, or choose another --env-name or --output-directory"
         raise PixiPackError(msg)
     with ExitStack() as cleanup:
-        reader = _open_pack(options, output_dir, cleanup)
-        platform = _check_metadata(reader)
-        packages = collect_packages(reader)
-        wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
-        if options.payload_sha256:
-            # Every byte of every package was just checked as part of the payload, which pixi-pack wrote
-            # from verified downloads: a second pass would only re-read the same bytes.
-            logger.debug("packages verified by the payload's sha256")
-        else:
-            verify_packages(packages)
-        verify_wheels(reader, wheels, parse_pypi_sha256(reader.read_text(METADATA_FILE)))
-        output_dir.mkdir(parents=True, exist_ok=True)
-        build_dir = Path(tempfile.mkdtemp(prefix=f".{options.env_name}.", suffix=".partial", dir=output_dir))
-        cleanup.callback(shutil.rmtree, build_dir, ignore_errors=True)
-        _install(reader, packages, wheels, build_dir, prefix, platform)
+        path = _pack_path(options, output_dir, cleanup)
+        with _payload_checked(path, options):
+            reader = PackReader(path, options.payload_offset, options.payload_length)
+            platform = _check_metadata(reader)
+            packages = collect_packages(reader)
+            wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
+            if not options.payload_sha256:
+                # Otherwise the packages are part of the payload, checked before the environment moves
+                # into place: hashing them on their own too would read the same bytes again.
+                verify_packages(packages)
+            verify_wheels(reader, wheels, parse_pypi_sha256(reader.read_text(METADATA_FILE)))
+            build_dir = _make_build_dir(output_dir, options.env_name, cleanup)
+            _install(reader, packages, wheels, build_dir, prefix, platform)
         if prefix.is_dir():
             prefix.rmdir()
         os.replace(build_dir, prefix)
@@ -73,29 +87,75 @@ def unpack(options: UnpackOptions) -> None:
     logger.info("unpacked %d packages into %s; activate it with %s", len(packages), prefix, script)
 
 
-def _open_pack(options: UnpackOptions, output_dir: Path, cleanup: ExitStack) -> PackReader:
+def _pack_path(options: UnpackOptions, output_dir: Path, cleanup: ExitStack) -> Path:
+    """The pack's file (or folder); from stdin, a temporary copy that ``cleanup`` removes."""
     if options.pack is None:
         output_dir.mkdir(parents=True, exist_ok=True)
         spooled = Path(tempfile.mkstemp(prefix=".pixi-unpack-stdin-", suffix=".tar", dir=output_dir)[1])
         cleanup.callback(spooled.unlink, missing_ok=True)
         with open(spooled, "wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
-        path = spooled
-    else:
-        path = options.pack
-        if not path.exists():
-            msg = f"pack not found: {path}"
-            raise PixiPackError(msg)
-    reader = PackReader(path, options.payload_offset, options.payload_length)
-    if options.payload_sha256:
-        with reader.open_tar_bytes() as payload:
-            digests = hash_stream(payload)
+        return spooled
+    if not options.pack.exists():
+        msg = f"pack not found: {options.pack}"
+        raise PixiPackError(msg)
+    return options.pack
+
+
+def _make_build_dir(output_dir: Path, env_name: str, cleanup: ExitStack) -> Path:
+    """A temporary sibling of the environment's folder, removed by ``cleanup`` unless renamed first."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix=f".{env_name}.", suffix=".partial", dir=output_dir))
+    cleanup.callback(shutil.rmtree, build_dir, ignore_errors=True)
+    return build_dir
+
+
+@contextmanager
+def _payload_checked(path: Path, options: UnpackOptions) -> Iterator[None]:
+    """Check the payload of a self-extracting file against ``--payload-sha256`` while the body runs.
+
+    The payload is hashed in a thread beside the body, which reads and installs from it (hashlib and
+    file reads let other threads run), instead of in a pass before anything starts. Leaving the context
+    normally means the digest matched; when the body fails and the digest does not match, the mismatch
+    is raised (from the body's error), as it is the cause. Without ``--payload-sha256``, does nothing.
+    """
+    if not options.payload_sha256:
+        yield
+        return
+    if path.is_dir():
+        msg = f"--payload-sha256 checks the tar of a self-extracting file, and {path} is a folder"
+        raise PixiPackError(msg)
+    offset = options.payload_offset
+    length = path.stat().st_size - offset if options.payload_length is None else options.payload_length
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="pixi-unpack-payload") as pool:
+        hashing = pool.submit(hash_file_range, path, offset, length, stop=stop)
         try:
-            check_digests(digests, what=f"the pack inside {path}", sha256=options.payload_sha256)
-        except IntegrityError as exc:
-            msg = f"{exc}: the file is damaged or incomplete, download it again"
-            raise IntegrityError(msg) from exc
-    return reader
+            yield
+        except Exception as exc:
+            mismatch = _payload_mismatch(hashing, path, options.payload_sha256, length)
+            if mismatch is not None:
+                raise mismatch from exc
+            raise
+        except BaseException:
+            stop.set()
+            raise
+        mismatch = _payload_mismatch(hashing, path, options.payload_sha256, length)
+        if mismatch is not None:
+            raise mismatch
+
+
+def _payload_mismatch(hashing: Future[Digests], path: Path, sha256: str, length: int) -> PixiPackError | None:
+    """Waits for the payload's digest: the error to raise if it is not the expected one, else ``None``."""
+    try:
+        digests = hashing.result()
+    except OSError as exc:
+        return PixiPackError(f"could not read {path} to check its sha256: {exc}")
+    try:
+        check_digests(digests, what=f"the pack inside {path}", sha256=sha256, size=length)
+    except IntegrityError as exc:
+        return IntegrityError(f"{exc}: the file is damaged or incomplete, download it again")
+    return None
 
 
 def _check_metadata(reader: PackReader) -> str:

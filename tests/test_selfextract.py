@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tracemalloc
 import zipfile
 from collections.abc import Sequence
@@ -574,10 +575,18 @@ def test_unpacker_errors_are_the_exit_status(packed: Path, tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
 
 
-def test_damaged_payload_writes_nothing(packed: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["metadata", "package"])
+def test_damaged_payload_writes_nothing(packed: Path, where: str, tmp_path: Path) -> None:
+    """The payload is hashed while the environment is built: a mismatch leaves no environment, no
+    activation script and no temporary folder, whether or not extracting the damaged bytes failed."""
     data = bytearray(packed.read_bytes())
-    offset = stub_number(packed, "offset")
-    data[offset + 700] ^= 0x01
+    offset, length = stub_number(packed, "offset"), stub_number(packed, "length")
+    if where == "package":
+        with tarfile.open(fileobj=io.BytesIO(data[offset : offset + length])) as tar:
+            member = tar.getmember("channel/linux-64/hello-1.2.3-h0_0.conda")
+        data[offset + member.offset_data + member.size // 2] ^= 0x01
+    else:
+        data[offset + 700] ^= 0x01
     damaged = tmp_path / "damaged.sh"
     damaged.write_bytes(bytes(data))
     output = tmp_path / "output"
