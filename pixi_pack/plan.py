@@ -199,6 +199,9 @@ def resolve_clobbers(order: Sequence[str], owned: Mapping[str, Sequence[str]]) -
             for parent in _parents(path):
                 if parent in exact:
                     below.setdefault(parent, set()).add(name)
+    if not below and all(len(holders) == 1 for holders in exact.values()):
+        # No path held twice and none inside another package's file: everything stays where it is.
+        return {(name, path) for name in order for path in owned[name]}
     live = set()
     for name in order:
         for path in owned[name]:
