@@ -107,6 +107,8 @@ class TarLayout:
     slots: dict[str, TarSlot]
     """The members whose place is known, in archive order: every member before the first file of
     unknown size (a later member's place depends on that size)."""
+    placed_end: int
+    """Where the placed members end (padding included): the first unplaced member's offset."""
     length: int | None
     """The whole tar's length, or None while a size is unknown."""
 
@@ -126,11 +128,11 @@ def tar_layout(files: Mapping[str, int | None]) -> TarLayout:
         name = path.as_posix()
         size = files.get(name, 0)
         if size is None:
-            return TarLayout(slots, None)
+            return TarLayout(slots, offset, None)
         header = tar_header(name, size if name in files else None)
         slots[name] = TarSlot(name, offset, header, size)
         offset += len(header) + size + -size % _BLOCK
-    return TarLayout(slots, offset + _tar_end(offset))
+    return TarLayout(slots, offset, offset + _tar_end(offset))
 
 
 def write_at(fd: int, data: bytes | memoryview, offset: int) -> None:

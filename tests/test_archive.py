@@ -106,6 +106,7 @@ def test_layout_places_members_up_to_the_first_unknown_size(tmp_path: Path) -> N
     names = list(complete.slots)
     assert list(partial.slots) == names[: names.index("channel/noarch/empty-1.0-0.tar.bz2")]
     assert len(partial.slots) == 6
+    assert partial.placed_end == complete.slots["channel/noarch/empty-1.0-0.tar.bz2"].offset
     assert all(complete.slots[name] == slot for name, slot in partial.slots.items())
 
 

@@ -4,8 +4,10 @@ does not fit its slot fails the pack and leaves nothing behind."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -195,3 +197,36 @@ def test_a_file_listed_twice_is_packed_once(
         assert member is not None and member.read() == hello.path.read_bytes()
     assert names.count(f"channel/linux-64/{hello.file_name}") == 1
     assert f"/channel/linux-64/{hello.file_name}" not in http_server.requests  # fetched once, from the last
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="no posix_fallocate here")
+def test_a_full_disk_stops_the_pack_before_any_download(
+    tmp_path: Path,
+    served_channel: str,
+    channel: Channel,
+    http_server: HttpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = _project(
+        tmp_path, [conda(p, served_channel) for p in channel.packages.values()], served_channel
+    )
+    out = tmp_path / "out" / "environment.tar"
+    out.parent.mkdir()
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 1
+    assert (
+        capsys.readouterr().err.splitlines()[-1] == f"error: could not write {out}: No space left on device"
+    )
+    assert http_server.requests == []
+    assert list(out.parent.iterdir()) == []
+
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 0
