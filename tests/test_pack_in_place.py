@@ -4,6 +4,7 @@ does not fit its slot fails the pack and leaves nothing behind."""
 
 from __future__ import annotations
 
+import base64
 import errno
 import hashlib
 import io
@@ -16,9 +17,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from builders import build_wheel
+from builders import build_package, build_wheel
 from conftest import Channel, HttpServer
-from lockfiles import CondaEntry, LockEntry, conda, pypi, write_lock
+from lockfiles import CondaEntry, LockEntry, conda, conda_at, pypi, write_lock
 
 from pixi_pack import selfextract
 from pixi_pack.archive import FIXED_MTIME, pack_members
@@ -230,3 +231,27 @@ def test_a_full_disk_stops_the_pack_before_any_download(
 
     monkeypatch.setattr(os, "posix_fallocate", unsupported)
     assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 0
+
+
+def test_windows_executable_goes_through_the_staging_folder(tmp_path: Path) -> None:
+    """environment.ps1 carries its payload as base64 text, so it is written from a staged tar."""
+    packages = [
+        build_package(tmp_path / "pkgs" / "win-64", "a", "1.0", "0"),
+        build_package(tmp_path / "pkgs" / "noarch", "b", "1.0", "0", noarch="generic"),
+    ]
+    project = tmp_path / "project"
+    entries: list[LockEntry] = [conda_at(p, p.path.as_uri()) for p in packages]
+    write_lock(project / "pixi.lock", {"default": {"win-64": entries}}, [])
+    pyz = _fake_pyz(tmp_path / "unpacker.pyz")
+    folder, out = tmp_path / "folder", tmp_path / "environment.ps1"
+    assert pack_main([str(project), "-p", "win-64", "--directory-only", "-o", str(folder)]) == 0
+    args = [str(project), "-p", "win-64", "--create-executable", "--pixi-unpack-source", str(pyz)]
+    assert pack_main([*args, "-o", str(out)]) == 0
+    text = out.read_bytes()
+    length = int(re.search(rb"\$PayloadLength = (\d+)", text).group(1))  # type: ignore[union-attr]
+    sha256 = re.search(rb"\$PayloadSha256 = '([0-9a-f]{64})'", text).group(1).decode()  # type: ignore[union-attr]
+    decoded = base64.b64decode(text.split(b"<#\r\n", 1)[1].rsplit(b"#>", 1)[0])
+    assert decoded[:length] == _reference_tar(folder)
+    assert hashlib.sha256(decoded[:length]).hexdigest() == sha256
+    assert decoded[length:] == pyz.read_bytes()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
