@@ -166,14 +166,14 @@ class Fetcher:
         expected: Expected,
         on_bytes: Callable[[int], None] | None,
     ) -> Digests:
-        what = f"{what} from {source}"
+        described = f"{what} from {source}"
         try:
             with open(source, "rb") as src:
                 if isinstance(destination, Slot) and os.fstat(src.fileno()).st_size == destination.size:
                     return _copy_to_slot(
-                        src.fileno(), destination, what=what, expected=expected, on_bytes=on_bytes
+                        src.fileno(), destination, what=described, expected=expected, on_bytes=on_bytes
                     )
-                return _write_verified(src, destination, what=what, expected=expected, on_bytes=on_bytes)
+                return _write_verified(src, destination, what=described, expected=expected, on_bytes=on_bytes)
         except OSError as exc:
             msg = f"could not read {what} from {source}: {exc.strerror or exc}"
             raise DownloadError(msg) from exc

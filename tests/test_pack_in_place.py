@@ -255,3 +255,13 @@ def test_windows_executable_goes_through_the_staging_folder(tmp_path: Path) -> N
     assert hashlib.sha256(decoded[:length]).hexdigest() == sha256
     assert decoded[length:] == pyz.read_bytes()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_missing_local_package_is_named_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    package = build_package(tmp_path / "pkgs" / "linux-64", "a", "1.0", "0")
+    project = tmp_path / "project"
+    write_lock(project / "pixi.lock", {"default": {"linux-64": [conda_at(package, package.path)]}}, [])
+    package.path.unlink()
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(tmp_path / "environment.tar")]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err == f"error: could not read a-1.0-0 from {package.path}: No such file or directory"
