@@ -295,13 +295,6 @@ class PackReader:
                 raise ArchiveError(msg)
             self._index()
 
-    def open_tar_bytes(self) -> BinaryIO:
-        """The raw tar bytes (to hash the payload of a self-extracting file)."""
-        if self._dir is not None:
-            msg = "a folder pack has no tar bytes"
-            raise ArchiveError(msg)
-        return io.BufferedReader(FileSlice(self.path, self._offset, self._length), 1 << 20)
-
     def _index(self) -> None:
         with FileSlice(self.path, self._offset, self._length) as raw:
             try:

@@ -166,7 +166,8 @@ class UnpackOptions:
     payload_length: int | None = None
     """How many bytes the tar has from ``payload_offset``; ``None`` means up to the end."""
     payload_sha256: str | None = None
-    """If given, the tar's bytes are checked against it before anything is written."""
+    """If given, the tar's bytes are checked against it before the environment moves into place (they are
+    hashed while it is built, and the packages are then not hashed one by one)."""
 
 
 @dataclass(frozen=True)

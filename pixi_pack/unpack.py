@@ -50,7 +50,6 @@ from .models import (
 )
 from .platforms import current_subdir
 from .progress import Progress
-from .wheels import install_wheels, verify_wheels
 
 logger = logging.getLogger("pixi_pack")
 
@@ -73,7 +72,12 @@ def unpack(options: UnpackOptions) -> None:
                 # Otherwise the packages are part of the payload, checked before the environment moves
                 # into place: hashing them on their own too would read the same bytes again.
                 verify_packages(packages)
-            verify_wheels(reader, wheels, parse_pypi_sha256(reader.read_text(METADATA_FILE)))
+            wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
+            if wheels or wheel_sha256:
+                # Only then: pypa/installer takes longer to import than a small environment to unpack.
+                from .wheels import verify_wheels
+
+                verify_wheels(reader, wheels, wheel_sha256)
             build_dir = _make_build_dir(output_dir, options.env_name, cleanup)
             _install(reader, packages, wheels, build_dir, prefix, platform)
         if prefix.is_dir():
@@ -236,4 +240,6 @@ def _install(
     install_packages(packages, build_dir, prefix, platform, on_installed=lambda _: progress.item_done())
     progress.finish()
     if wheels:
+        from .wheels import install_wheels
+
         install_wheels(reader, wheels, build_dir, prefix, platform, [p.record for p in packages])
