@@ -186,10 +186,10 @@ def install_workers(count: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def no_verify() -> Iterator[None]:
-    """What the separate sha256 pass over every package costs (a lower bound: not a suggestion as is)."""
+    """What the sha256 check of every package costs (a lower bound: not a suggestion as is)."""
     from pixi_pack import unpack
 
-    with patched(unpack, "verify_packages", lambda packages: None):
+    with patched(unpack, "verify_package", lambda package: None):
         yield
 
 

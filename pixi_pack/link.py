@@ -57,14 +57,18 @@ def install_packages(
     platform: str,
     *,
     workers: int | None = None,
+    verify: Callable[[PackageSource], None] | None = None,
     on_installed: Callable[[PackageSource], None] | None = None,
 ) -> None:
     """Install ``packages`` into ``build_dir`` as if it were ``target_prefix``.
 
     ``build_dir`` (empty, or absent) receives the files; placeholders, shebangs, entry points and
     ``conda-meta`` name ``target_prefix``, where the caller moves the result. Link scripts are not run,
-    as rattler and upstream pixi-unpack do not run them. On failure ``build_dir`` is emptied again and
-    the error names the package. ``on_installed`` is called (from this thread) as each package is done.
+    as rattler and upstream pixi-unpack do not run them. ``verify``, if given, checks each package
+    before anything is read from it (each package in the same task that then reads its ``info/``, so
+    there is no separate pass); a failure stops everything before any file is written. On failure
+    ``build_dir`` is emptied again and the error names the package. ``on_installed`` is called (from
+    this thread) as each package is done.
     """
     made_build_dir = not build_dir.exists()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +77,13 @@ def install_packages(
         raise InstallError(msg)
     try:
         _install(
-            packages, build_dir, target_prefix, platform, max(1, workers or os.cpu_count() or 1), on_installed
+            packages,
+            build_dir,
+            target_prefix,
+            platform,
+            max(1, workers or os.cpu_count() or 1),
+            verify,
+            on_installed,
         )
     except BaseException:
         _undo(build_dir, made_build_dir)
@@ -98,10 +108,16 @@ def _install(
     target_prefix: Path,
     platform: str,
     workers: int,
+    verify: Callable[[PackageSource], None] | None,
     on_installed: Callable[[PackageSource], None] | None,
 ) -> None:
+    def load(source: PackageSource) -> Package:
+        if verify is not None:
+            verify(source)
+        return load_package(source)
+
     with _short_gil_slices(), ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
-        loaded = _run_all(pool, packages, load_package)
+        loaded = _run_all(pool, packages, load)
         python = environment_python(loaded, platform)
         ordered = plan_paths(loaded, python, platform)
         _warn_link_scripts(ordered, platform)

@@ -36,10 +36,12 @@ class Progress:
             self._bytes += count
             self._maybe_report()
 
-    def item_done(self) -> None:
+    def item_done(self) -> int:
+        """Count one more finished item; returns how many are finished now."""
         with self._lock:
             self._items += 1
             self._maybe_report()
+            return self._items
 
     def _maybe_report(self) -> None:
         now = time.monotonic()

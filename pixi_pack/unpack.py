@@ -68,10 +68,6 @@ def unpack(options: UnpackOptions) -> None:
             platform = _check_metadata(reader)
             packages = collect_packages(reader)
             wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
-            if not options.payload_sha256:
-                # Otherwise the packages are part of the payload, checked before the environment moves
-                # into place: hashing them on their own too would read the same bytes again.
-                verify_packages(packages)
             wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
             if wheels or wheel_sha256:
                 # Only then: pypa/installer takes longer to import than a small environment to unpack.
@@ -79,7 +75,10 @@ def unpack(options: UnpackOptions) -> None:
 
                 verify_wheels(reader, wheels, wheel_sha256)
             build_dir = _make_build_dir(output_dir, options.env_name, cleanup)
-            _install(reader, packages, wheels, build_dir, prefix, platform)
+            # With --payload-sha256 the packages are part of the payload, checked before the environment
+            # moves into place: hashing them on their own too would read the same bytes again.
+            verify = None if options.payload_sha256 else verify_package
+            _install(reader, packages, wheels, build_dir, prefix, platform, verify)
         if prefix.is_dir():
             prefix.rmdir()
         os.replace(build_dir, prefix)
@@ -202,30 +201,22 @@ def _opener(reader: PackReader, name: str) -> Callable[[], BinaryIO]:
     return lambda: reader.open(name)
 
 
-def verify_packages(packages: Sequence[PackageSource]) -> None:
-    """Check every package file against its record's sha256 (md5 if that is all), in parallel."""
-    progress = Progress("verified", len(packages))
-
-    def verify(package: PackageSource) -> None:
-        sha256, md5 = package.record.get("sha256"), package.record.get("md5")
-        with package.open() as f:
-            digests = hash_stream(f, md5=not sha256)
-        if not sha256 and not md5:
-            msg = f"{package.file_name} has no sha256 or md5 in the pack's repodata.json: cannot verify it"
-            raise IntegrityError(msg)
-        size = package.record.get("size")
-        check_digests(
-            digests,
-            what=f"{package.file_name} in the pack",
-            sha256=str(sha256) if sha256 else None,
-            md5=str(md5) if md5 else None,
-            size=int(str(size)) if size is not None else None,
-        )
-        progress.item_done()
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="pixi-unpack-verify") as pool:
-        list(pool.map(verify, packages))
-    progress.finish()
+def verify_package(package: PackageSource) -> None:
+    """Check a package file against its record's sha256 (md5 if that is all) and size."""
+    sha256, md5 = package.record.get("sha256"), package.record.get("md5")
+    if not sha256 and not md5:
+        msg = f"{package.file_name} has no sha256 or md5 in the pack's repodata.json: cannot verify it"
+        raise IntegrityError(msg)
+    with package.open() as f:
+        digests = hash_stream(f, md5=not sha256)
+    size = package.record.get("size")
+    check_digests(
+        digests,
+        what=f"{package.file_name} in the pack",
+        sha256=str(sha256) if sha256 else None,
+        md5=str(md5) if md5 else None,
+        size=int(str(size)) if size is not None else None,
+    )
 
 
 def _install(
@@ -235,9 +226,23 @@ def _install(
     build_dir: Path,
     prefix: Path,
     platform: str,
+    verify: Callable[[PackageSource], None] | None,
 ) -> None:
+    counted_verify = None
+    if verify is not None:
+        checked = Progress("verified", len(packages))
+
+        def counted_verify(package: PackageSource) -> None:
+            verify(package)
+            if checked.item_done() == len(packages):
+                checked.finish()
+
     progress = Progress("installed", len(packages))
-    install_packages(packages, build_dir, prefix, platform, on_installed=lambda _: progress.item_done())
+
+    def installed(_: PackageSource) -> None:
+        progress.item_done()
+
+    install_packages(packages, build_dir, prefix, platform, verify=counted_verify, on_installed=installed)
     progress.finish()
     if wheels:
         from .wheels import install_wheels
