@@ -265,3 +265,23 @@ def test_a_missing_local_package_is_named_once(tmp_path: Path, capsys: pytest.Ca
     assert pack_main([str(project), "-p", "linux-64", "-o", str(tmp_path / "environment.tar")]) == 1
     err = capsys.readouterr().err.splitlines()[-1]
     assert err == f"error: could not read a-1.0-0 from {package.path}: No such file or directory"
+
+
+def test_a_failed_download_stops_the_executable_cleanly(
+    tmp_path: Path,
+    served_channel: str,
+    channel: Channel,
+    http_server: HttpServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    project = _project(
+        tmp_path, [conda(p, served_channel) for p in channel.packages.values()], served_channel
+    )
+    http_server.fail(f"/channel/noarch/{channel.packages['hello-data'].file_name}", 404)
+    out = tmp_path / "out" / "environment.sh"
+    out.parent.mkdir()
+    pyz = _fake_pyz(tmp_path / "unpacker.pyz")
+    args = ["-p", "linux-64", "--create-executable", "--pixi-unpack-source", str(pyz), "-o", str(out)]
+    assert pack_main([str(project), *args]) == 1
+    assert "404" in capsys.readouterr().err.splitlines()[-1]
+    assert list(out.parent.iterdir()) == []
