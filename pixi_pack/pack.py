@@ -62,13 +62,9 @@ def pack(options: PackOptions) -> None:
             metadata = _Metadata(conda, wheels, subdir)
             if options.output is not None and _in_place(options, subdir):
                 _write_in_place(fetcher, files, metadata, options.output, pyz, staging, progress)
-                return
-            wheel_sha256 = _fetch_all(fetcher, [(f, staging / f.name) for f in files], progress)
-            progress.finish()
-            for name, text in metadata.files(wheel_sha256).items():
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                (staging / name).write_bytes(text)
-            _write_output(staging, options, subdir, pyz)
+            else:
+                _stage(fetcher, files, metadata, staging, progress)
+                _write_output(staging, options, subdir, pyz)
         finally:
             fetcher.close()
     finally:
@@ -79,8 +75,8 @@ def _in_place(options: PackOptions, subdir: str) -> bool:
     """Whether the pack can be assembled in the output file, each package written once, into its place.
 
     Not for a folder, nor stdout (no random access), nor ``environment.ps1`` (its payload is base64 text,
-    whose characters cannot be placed before all the bytes before them are known); nor without
-    ``os.pwrite`` (Windows).
+    where each package's first and last bytes share characters and lines with its neighbours'); nor
+    without ``os.pwrite`` (Windows). Those are written from a staging folder.
     """
     windows_executable = options.create_executable and is_windows(subdir)
     return not options.directory_only and not windows_executable and hasattr(os, "pwrite")
@@ -303,6 +299,17 @@ class _Metadata:
 _NO_SHA256 = "0" * 64
 
 
+def _stage(
+    fetcher: Fetcher, files: Sequence[_PackFile], metadata: _Metadata, staging: Path, progress: Progress
+) -> None:
+    """Fetch every file into the folder ``staging`` and write the small files beside them."""
+    wheel_sha256 = _fetch_all(fetcher, [(f, staging / f.name) for f in files], progress)
+    progress.finish()
+    for name, text in metadata.files(wheel_sha256).items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(text)
+
+
 def _write_in_place(
     fetcher: Fetcher,
     files: Sequence[_PackFile],
@@ -360,11 +367,8 @@ def _assemble(
         base = sh_payload_offset(layout.length)
     _reserve(fd, base + (layout.length or layout.placed_end))
     fetched_first = {f.name for f in staged}
-    jobs: list[tuple[_PackFile, Path | Slot]] = []
-    for file in (f for f in files if f.name not in fetched_first):
-        slot = layout.slots.get(file.name)
-        placed = Slot(fd, base + slot.data_offset, slot.size, output) if slot is not None else None
-        jobs.append((file, placed or staging / file.name))
+    rest = [f for f in files if f.name not in fetched_first]
+    jobs = _destinations(rest, layout, staging, fd, base, output)
     wheel_sha256.update(_fetch_all(fetcher, jobs, progress))
     progress.finish()
     staged += [file for file, destination in jobs if isinstance(destination, Path)]
@@ -377,6 +381,21 @@ def _assemble(
     from .selfextract import complete_sh
 
     complete_sh(fd, layout.length, pyz)
+
+
+def _destinations(
+    files: Sequence[_PackFile], layout: TarLayout, staging: Path, fd: int, base: int, output: Path
+) -> list[tuple[_PackFile, Path | Slot]]:
+    """Where to fetch each file: its slot in the output (the tar starting at ``base`` of ``fd``) where the
+    layout has one, else into staging."""
+    jobs: list[tuple[_PackFile, Path | Slot]] = []
+    for file in files:
+        slot = layout.slots.get(file.name)
+        if slot is None:
+            jobs.append((file, staging / file.name))
+        else:
+            jobs.append((file, Slot(fd, base + slot.data_offset, slot.size, output)))
+    return jobs
 
 
 def _reserve(fd: int, length: int) -> None:
