@@ -51,7 +51,7 @@ SH_STUB = """\
 #   tail -c +{offset_1} THIS_FILE | head -c {length} > environment.tar
 
 pixi_pack_python_ok() {{
-    "$1" -c 'import sys; sys.exit(sys.version_info < (3, 9))' >/dev/null 2>&1
+    "$1" -I -S -c 'import sys; sys.exit(sys.version_info < (3, 9))' >/dev/null 2>&1
 }}
 
 pixi_pack_main() {{
@@ -112,7 +112,7 @@ function Find-Python {{
     foreach ($try in $tries) {{
         if (-not (Get-Command $try.Exe -ErrorAction SilentlyContinue)) {{ continue }}
         $tryArgs = $try.Args
-        & $try.Exe @tryArgs -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>$null | Out-Null
+        & $try.Exe @tryArgs -I -S -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>$null | Out-Null
         if ($LASTEXITCODE -eq 0) {{ return $try }}
     }}
     return $null

@@ -3,7 +3,7 @@
 # It needs Python >= 3.9: the py launcher, python3 or python on PATH, or the one $env:PIXI_PACK_PYTHON names.
 # After the script, a comment holds the base64 of the pack (a tar) followed by pixi-pack's zipapp.
 $ErrorActionPreference = 'Stop'
-$PayloadOffset = 3543
+$PayloadOffset = 3549
 $PayloadBase64Length = 460
 $PayloadLength = 220
 $PayloadSha256 = 'e89e99a8abe0720cf3283e0e39c3542654709dc57b6b92596d7a6589eb205802'
@@ -18,7 +18,7 @@ function Find-Python {
     foreach ($try in $tries) {
         if (-not (Get-Command $try.Exe -ErrorAction SilentlyContinue)) { continue }
         $tryArgs = $try.Args
-        & $try.Exe @tryArgs -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>$null | Out-Null
+        & $try.Exe @tryArgs -I -S -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>$null | Out-Null
         if ($LASTEXITCODE -eq 0) { return $try }
     }
     return $null
