@@ -7,6 +7,7 @@ Our install writes into its own build folder but names rattler's prefix as the t
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -409,19 +410,20 @@ def test_on_installed_is_called_once_per_package(tmp_path: Path) -> None:
     assert sorted(seen) == sorted(s.file_name for s in sources)
 
 
-def test_gil_slices_are_short_while_installing_and_restored_after(tmp_path: Path) -> None:
+def test_gil_slices_and_gc_are_tuned_while_installing_and_restored_after(tmp_path: Path) -> None:
     sources = built(default_packages(tmp_path / "build"))
-    seen: list[float] = []
+    seen: list[tuple[float, bool]] = []
     before = sys.getswitchinterval()
     install_packages(
         sources,
         tmp_path / "env",
         tmp_path / "env",
         PLATFORM,
-        on_installed=lambda _: seen.append(sys.getswitchinterval()),
+        on_installed=lambda _: seen.append((sys.getswitchinterval(), gc.isenabled())),
     )
-    assert seen and set(seen) == {GIL_SLICE}
+    assert seen and set(seen) == {(GIL_SLICE, False)}
     assert sys.getswitchinterval() == before
+    assert gc.isenabled()
     evil = write_conda(
         tmp_path / "evil-1-0.conda", [member("/etc/evil")], paths=[{"_path": "evil", "path_type": "hardlink"}]
     )
@@ -429,6 +431,13 @@ def test_gil_slices_are_short_while_installing_and_restored_after(tmp_path: Path
     with pytest.raises(ArchiveError, match="absolute path"):  # also after a failure
         install_packages([source_of(evil, record)], tmp_path / "env2", tmp_path / "env2", PLATFORM)
     assert sys.getswitchinterval() == before
+    assert gc.isenabled()
+    gc.disable()  # a caller that turned the collector off keeps it off
+    try:
+        install_packages(sources, tmp_path / "env3", tmp_path / "env3", PLATFORM)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_link_scripts_are_not_run_but_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
