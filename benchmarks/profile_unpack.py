@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import os
@@ -141,37 +140,29 @@ def patched(target: Any, name: str, value: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def bz2_first() -> Iterator[None]:
-    """Start packages in order of expected work, not archive size: a .tar.bz2 byte costs ~5 .conda bytes.
-
-    Done by inflating the ``size`` the installer sorts on (so conda-meta's ``size`` is off: timing only).
-    """
+def default_gil_slices() -> Iterator[None]:
+    """Python's default 5 ms GIL slices while installing, instead of link.GIL_SLICE."""
     from pixi_pack import link
 
-    original = link.install_packages
-
-    def install(packages: Sequence[Any], *args: Any, **kwargs: Any) -> None:
-        weighted = [
-            dataclasses.replace(p, record={**p.record, "size": _cost(p.file_name, p.record)})
-            for p in packages
-        ]
-        original(weighted, *args, **kwargs)
-
-    with patched(link, "install_packages", install):
+    with patched(link, "GIL_SLICE", 0.005):
         yield
 
 
-def _cost(file_name: str, record: Any) -> int:
-    return int(record.get("size") or 0) * (5 if file_name.endswith(".tar.bz2") else 1)
-
-
 @contextlib.contextmanager
-def unguarded_reads() -> Iterator[None]:
-    """Archive streams read directly, not through a per-read ``_GuardedReader`` (errors then surface
-    unwrapped: a bound on what translating them once, around the loop, would save)."""
-    from pixi_pack import extract
+def collecting_garbage() -> Iterator[None]:
+    """The cyclic garbage collector left on while installing."""
+    from pixi_pack import link
 
-    with patched(extract, "_GuardedReader", lambda raw, file_name: raw):
+    @contextlib.contextmanager
+    def slices_only() -> Iterator[None]:
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(link.GIL_SLICE)
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(previous)
+
+    with patched(link, "_interpreter_tuned_for_installing", slices_only):
         yield
 
 
@@ -199,10 +190,10 @@ def variants(tar: Path, runs: int) -> None:
 
     cases: dict[str, Patch] = {
         "as is": baseline,
-        ".tar.bz2 first (order by expected cost)": bz2_first,
-        "unguarded reads (bound)": unguarded_reads,
-        "8 install workers": functools.partial(install_workers, 8),
-        "no verify pass (bound)": no_verify,
+        "default 5 ms GIL slices": default_gil_slices,
+        "garbage collector on": collecting_garbage,
+        "3 install workers": functools.partial(install_workers, 3),
+        "no verify (bound)": no_verify,
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     for index in range(runs + 1):
