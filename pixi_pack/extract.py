@@ -233,14 +233,8 @@ def _guarded(read: Callable[[int], bytes], file_name: str) -> Callable[[int], by
     """``read`` with its failures turned into an :class:`ArchiveError` naming the package."""
 
     def guarded_read(size: int) -> bytes:
-        try:
+        with _reading(file_name):
             return read(size)
-        except PixiPackError:
-            raise
-        except Exception as exc:
-            if _is_read_error(exc):
-                _unreadable(file_name, exc)
-            raise
 
     return guarded_read
 

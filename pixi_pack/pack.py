@@ -8,8 +8,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -320,8 +321,7 @@ def _write_in_place(
     progress: Progress,
 ) -> None:
     """Write the pack (``environment.sh`` with ``pyz``) at ``output``, via a temporary name and a rename."""
-    partial = output.with_name(f".{output.name}.{os.getpid()}.part")
-    try:
+    with _replacing(output) as partial:
         fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
             _assemble(fd, output, fetcher, files, metadata, pyz, staging, progress)
@@ -329,6 +329,14 @@ def _write_in_place(
                 os.fchmod(fd, 0o755)
         finally:
             os.close(fd)
+
+
+@contextmanager
+def _replacing(output: Path) -> Iterator[Path]:
+    """A temporary name beside ``output`` to write; renamed to ``output`` if the body succeeds, else removed."""
+    partial = output.with_name(f".{output.name}.{os.getpid()}.part")
+    try:
+        yield partial
         os.replace(partial, output)
     except OSError as exc:
         msg = f"could not write {output}: {exc.strerror or exc}"
@@ -457,16 +465,8 @@ def _emit(output: Path | None, write: Callable[[BinaryIO], None], *, executable:
         write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    partial = output.with_name(f".{output.name}.{os.getpid()}.part")
-    try:
+    with _replacing(output) as partial:
         with open(partial, "wb") as out:
             write(out)
         if executable:
             partial.chmod(0o755)
-        os.replace(partial, output)
-    except OSError as exc:
-        msg = f"could not write {output}: {exc.strerror or exc}"
-        raise PixiPackError(msg) from exc
-    finally:
-        partial.unlink(missing_ok=True)
-    logger.info("created pack at %s (%s)", output, human_bytes(output.stat().st_size))

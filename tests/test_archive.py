@@ -27,8 +27,8 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def _reference(root: Path) -> bytes:
-    """The same members written by tarfile itself."""
+def reference_tar(root: Path) -> bytes:
+    """The tar of the folder ``root`` (a ``--directory-only`` pack) written by tarfile itself."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
         for relative in pack_members(root):
@@ -47,7 +47,7 @@ def _reference(root: Path) -> bytes:
 
 def test_in_memory_file_and_pipe_give_tarfiles_bytes(tmp_path: Path) -> None:
     root = _tree(tmp_path / "pack")
-    expected = _reference(root)
+    expected = reference_tar(root)
 
     memory = io.BytesIO()
     write_tar(root, memory)
@@ -73,7 +73,7 @@ def test_falls_back_when_the_kernel_cannot_copy(tmp_path: Path, monkeypatch: pyt
     out = tmp_path / "pack.tar"
     with out.open("wb") as f:
         write_tar(root, f)
-    assert out.read_bytes() == _reference(root)
+    assert out.read_bytes() == reference_tar(root)
 
 
 def test_layout_written_out_of_order_gives_tarfiles_bytes(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_layout_written_out_of_order_gives_tarfiles_bytes(tmp_path: Path) -> Non
         os.ftruncate(fd, layout.length)
     finally:
         os.close(fd)
-    assert out.read_bytes() == _reference(root)
+    assert out.read_bytes() == reference_tar(root)
 
 
 def test_layout_places_members_up_to_the_first_unknown_size(tmp_path: Path) -> None:

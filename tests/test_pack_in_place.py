@@ -20,28 +20,10 @@ import pytest
 from builders import build_package, build_wheel
 from conftest import Channel, HttpServer
 from lockfiles import CondaEntry, LockEntry, conda, conda_at, pypi, write_lock
+from test_archive import reference_tar
 
 from pixi_pack import selfextract
-from pixi_pack.archive import FIXED_MTIME, pack_members
 from pixi_pack.cli import pack_main
-
-
-def _reference_tar(folder: Path) -> bytes:
-    """The tar of a ``--directory-only`` pack, written by tarfile itself."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-        for relative in pack_members(folder):
-            path = folder / relative
-            info = tarfile.TarInfo(relative.as_posix())
-            info.mtime, info.uid, info.gid, info.uname, info.gname = FIXED_MTIME, 0, 0, "", ""
-            if path.is_dir():
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.mode, info.size = 0o644, path.stat().st_size
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
-    return out.getvalue()
 
 
 def _without(entry: CondaEntry, *keys: str) -> CondaEntry:
@@ -79,7 +61,7 @@ def test_pack_is_the_tar_of_the_folder_pack(
     folder, out = tmp_path / "folder", tmp_path / "environment.tar"
     assert pack_main([str(project), "-p", "linux-64", "--directory-only", "-o", str(folder)]) == 0
     assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 0
-    expected = _reference_tar(folder)
+    expected = reference_tar(folder)
     assert out.read_bytes() == expected
     piped = subprocess.run(
         [sys.executable, "-m", "pixi_pack", "pack", str(project), "-p", "linux-64", "-o", "-", "-q"],
@@ -112,7 +94,7 @@ def test_executable_is_stub_tar_and_zipapp(
     length = int(re.search(rb"--payload-length (\d+)", data[:4096]).group(1))  # type: ignore[union-attr]
     sha256 = re.search(rb"--payload-sha256 ([0-9a-f]{64})", data[:4096]).group(1).decode()  # type: ignore[union-attr]
     payload = data[offset : offset + length]
-    assert payload == _reference_tar(folder)
+    assert payload == reference_tar(folder)
     assert hashlib.sha256(payload).hexdigest() == sha256
     assert data[offset + length :] == pyz.read_bytes()
     # The same bytes as the streaming writer (used for stdout) makes of the same tar.
@@ -251,7 +233,7 @@ def test_windows_executable_goes_through_the_staging_folder(tmp_path: Path) -> N
     length = int(re.search(rb"\$PayloadLength = (\d+)", text).group(1))  # type: ignore[union-attr]
     sha256 = re.search(rb"\$PayloadSha256 = '([0-9a-f]{64})'", text).group(1).decode()  # type: ignore[union-attr]
     decoded = base64.b64decode(text.split(b"<#\r\n", 1)[1].rsplit(b"#>", 1)[0])
-    assert decoded[:length] == _reference_tar(folder)
+    assert decoded[:length] == reference_tar(folder)
     assert hashlib.sha256(decoded[:length]).hexdigest() == sha256
     assert decoded[length:] == pyz.read_bytes()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
