@@ -487,18 +487,6 @@ def is_virtual(name: str) -> bool:
     return name.startswith("__")
 
 
-_NAME_END = re.compile(r"[\s><=!~;\[]")
-
-
-def dependency_name(spec: str) -> str:
-    """The lower-cased package name a dependency string starts with, scanned as rattler's sort does.
-
-    Unlike :func:`parse_spec` it never fails, so a dependency pixi-pack cannot parse still orders the install.
-    """
-    match = _NAME_END.search(spec)
-    return (spec[: match.start()] if match else spec).lower()
-
-
 _NAME = re.compile(r"[^\s<>=!~]+")
 _VALID_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _HASH_KEYS = {"md5": 32, "sha256": 64}

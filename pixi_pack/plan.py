@@ -12,10 +12,10 @@ its path resolver (``crates/path_resolver``) and rattler_conda_types' ``repo_dat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from .errors import InstallError
-from .matchspec import dependency_name
 from .package_info import EntryPoint, Package
 from .platforms import PythonInfo, is_windows
 
@@ -99,6 +99,18 @@ def entry_point_paths(point: EntryPoint, python: PythonInfo, platform: str) -> l
 
 
 # --- dependency order ---------------------------------------------------------------------------------
+
+_NAME_END = re.compile(r"[\s><=!~;\[]")
+
+
+def dependency_name(spec: str) -> str:
+    """The lower-cased package name a dependency string starts with, scanned as rattler's sort does.
+
+    Unlike :func:`pixi_pack.matchspec.parse_spec` it never fails, so a dependency pixi-pack cannot
+    parse still orders the install (and installing needs no MatchSpec parser).
+    """
+    match = _NAME_END.search(spec)
+    return (spec[: match.start()] if match else spec).lower()
 
 
 def sort_topologically(

@@ -40,10 +40,9 @@ from test_extract import member, tar_bytes, write_conda
 from pixi_pack.condameta import HISTORY
 from pixi_pack.errors import ArchiveError, InstallError
 from pixi_pack.link import GIL_SLICE, entry_point_script, install_packages
-from pixi_pack.matchspec import dependency_name
 from pixi_pack.models import PackageSource
 from pixi_pack.package_info import EntryPoint, parse_has_prefix_line
-from pixi_pack.plan import CLOBBERS_DIR, resolve_clobbers, sort_topologically
+from pixi_pack.plan import CLOBBERS_DIR, dependency_name, resolve_clobbers, sort_topologically
 from pixi_pack.platforms import PythonInfo, python_major_minor
 
 PLATFORM = "linux-64"
