@@ -69,7 +69,8 @@ def install_packages(
     before anything is read from it (each package in the same task that then reads its ``info/``, so
     there is no separate pass); a failure stops everything before any file is written. On failure
     ``build_dir`` is emptied again and the error names the package. ``on_installed`` is called (from
-    this thread) as each package is done.
+    this thread) as each package is done. While it runs, the interpreter's GIL switch interval is short
+    and the cyclic garbage collector off, for the whole process (both restored on return).
     """
     made_build_dir = not build_dir.exists()
     build_dir.mkdir(parents=True, exist_ok=True)
