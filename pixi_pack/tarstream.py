@@ -47,7 +47,7 @@ class TarEntry(NamedTuple):
     """``REGULAR``, ``HARDLINK``, ``SYMLINK``, ``DIRECTORY`` or another one-byte tar type."""
     mode: int
     size: int
-    """Bytes of data (0 for every type but regular files)."""
+    """Bytes of data that follow the header (always 0 for links and folders)."""
     mtime: float
     linkname: str
 
