@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NoReturn, Protocol
+from typing import BinaryIO, NoReturn
 
 from .errors import ArchiveError, PixiPackError
+from .hashing import Readable
 from .tarstream import DIRECTORY, HARDLINK, READ_SIZE, REGULAR, SYMLINK, TarEntry, TarFormatError, TarStream
 from .zstd import decompressing_reader
 
@@ -45,12 +46,6 @@ _CHUNK = 1 << 20
 WHOLE_FILE_LIMIT = _CHUNK
 #: rattler clamps member mtimes to 1980-01-01 so every filesystem (and zip) can store them.
 SAFE_MTIME_FLOOR = 315_532_800
-
-
-class FileData(Protocol):
-    """The data of a big payload file, read in pieces."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -424,7 +419,7 @@ def _info_complete(files: Mapping[str, bytes]) -> bool:
 @contextmanager
 def iter_payload(
     source: BinaryIO, file_name: str
-) -> Iterator[Iterator[tuple[Member, bytes | FileData | None]]]:
+) -> Iterator[Iterator[tuple[Member, bytes | Readable | None]]]:
     """The payload members in archive order, each with its data (files only).
 
     A file's data is ``bytes`` up to :data:`WHOLE_FILE_LIMIT`, else a reader that is only valid until
@@ -432,14 +427,14 @@ def iter_payload(
     """
     is_conda = package_format(file_name) == "conda"
 
-    def members(tar: TarStream) -> Iterator[tuple[Member, bytes | FileData | None]]:
+    def members(tar: TarStream) -> Iterator[tuple[Member, bytes | Readable | None]]:
         for entry in _entries(tar, file_name):
             member = _member(entry, file_name)
             if member is None or (
                 not is_conda and (member.path == "info" or member.path.startswith("info/"))
             ):
                 continue
-            data: bytes | FileData | None = None
+            data: bytes | Readable | None = None
             if member.kind == "file":
                 data = (
                     _read_all(tar, file_name)
@@ -496,7 +491,7 @@ class TreeWriter:
         full = self._full(rel)
         return os.open(full, _NEW_FILE_FLAGS, 0o600), full
 
-    def write(self, rel: str, data: bytes | FileData, mode: int, mtime: float | None) -> None:
+    def write(self, rel: str, data: bytes | Readable, mode: int, mtime: float | None) -> None:
         """Write a new file from bytes or a stream, then set its mode (exactly) and mtime."""
         fd, full = self._new_file(rel)
         try:

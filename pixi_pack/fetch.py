@@ -306,7 +306,7 @@ def _write_verified(
 ) -> Digests:
     md5 = needs_md5(expected.sha256, expected.md5)
     if isinstance(destination, Slot):
-        digests = copy_and_hash(source, _SlotWriter(destination), on_bytes, md5=md5)  # type: ignore[arg-type]
+        digests = copy_and_hash(source, _SlotWriter(destination), on_bytes, md5=md5)
         check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=destination.size)
         return digests
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -329,7 +329,7 @@ def _copy_to_slot(
     landed in the slot."""
     copy_range(source_fd, 0, slot.fd, slot.offset, slot.size)
     md5 = needs_md5(expected.sha256, expected.md5)
-    digests = hash_stream(RangeReader(slot.fd, slot.offset, slot.size), md5=md5)  # type: ignore[arg-type]
+    digests = hash_stream(RangeReader(slot.fd, slot.offset, slot.size), md5=md5)
     if on_bytes is not None:
         on_bytes(slot.size)
     check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=slot.size)

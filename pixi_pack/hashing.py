@@ -11,11 +11,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from .errors import IntegrityError
 
 CHUNK_SIZE = 1 << 20
+
+
+class Readable(Protocol):
+    """Anything read in pieces: a file, a decompressing stream, a range of a file, a tar member."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    """Anything written in pieces: a file, a range of a file being assembled."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,7 @@ class Digests:
 class HashingReader:
     """Reads from a stream while hashing every byte that passes."""
 
-    def __init__(self, stream: BinaryIO, *, md5: bool = False) -> None:
+    def __init__(self, stream: Readable, *, md5: bool = False) -> None:
         self._stream = stream
         self._sha256 = hashlib.sha256()
         self._md5 = _new_md5() if md5 else None
@@ -63,8 +75,8 @@ def needs_md5(sha256: str | None, md5: str | None) -> bool:
 
 
 def copy_and_hash(
-    source: BinaryIO,
-    destination: BinaryIO,
+    source: Readable,
+    destination: Writable,
     on_bytes: Callable[[int], None] | None = None,
     *,
     md5: bool = False,
@@ -78,7 +90,7 @@ def copy_and_hash(
     return reader.digests()
 
 
-def hash_stream(source: BinaryIO, *, md5: bool = False) -> Digests:
+def hash_stream(source: Readable, *, md5: bool = False) -> Digests:
     reader = HashingReader(source, md5=md5)
     while reader.read(CHUNK_SIZE):
         pass

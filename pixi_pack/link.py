@@ -36,7 +36,8 @@ from .condameta import (
     write_json_atomically,
 )
 from .errors import ArchiveError, InstallError, PixiPackError
-from .extract import FileData, Member, TreeWriter, invalid_package, iter_payload, link_stays_inside
+from .extract import Member, TreeWriter, invalid_package, iter_payload, link_stays_inside
+from .hashing import HashingReader, Readable
 from .models import PackageSource
 from .package_info import EntryPoint, Package, PathEntry, load_package
 from .plan import entry_point_paths, environment_python, plan_paths
@@ -295,7 +296,7 @@ class _PackageInstaller:
     def _destination(self, entry: PathEntry) -> str:
         return self.package.installed[self.package.final[entry.path]]
 
-    def _member(self, member: Member, data: bytes | FileData | None) -> None:
+    def _member(self, member: Member, data: bytes | Readable | None) -> None:
         if member.kind == "symlink":
             self.symlinks[member.path] = member.target
         elif member.kind == "file":
@@ -357,7 +358,7 @@ class _PackageInstaller:
             written.size = entry.size if entry.size is not None else len(member.target.encode())
         self.written[member.path] = written
 
-    def _file(self, member: Member, entry: PathEntry, installed: str, data: bytes | FileData) -> None:
+    def _file(self, member: Member, entry: PathEntry, installed: str, data: bytes | Readable) -> None:
         if entry.placeholder:
             content = data if isinstance(data, bytes) else data.read()
             self._patched(member, entry, installed, content)
@@ -367,9 +368,10 @@ class _PackageInstaller:
             size = entry.size if entry.size is not None and entry.sha256 else len(data)
             self.writer.write(installed, data, member.mode, member.mtime)
         elif entry.sha256 is None:
-            hashing = _HashingReader(data)
+            hashing = HashingReader(data)
             self.writer.write(installed, hashing, member.mode, member.mtime)
-            digest, size = hashing.hexdigest(), hashing.size
+            digests = hashing.digests()
+            digest, size = digests.sha256, digests.size
         else:
             self.writer.write(installed, data, member.mode, member.mtime)
             digest, size = entry.sha256, entry.size if entry.size is not None else member.size
@@ -528,27 +530,6 @@ def entry_point_script(point: EntryPoint, shebang: str) -> str:
         "\tsys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n"
         f"\tsys.exit({point.function}())\n"
     )
-
-
-class _HashingReader:
-    """Hashes what passes through, for files whose sha256 paths.json does not give."""
-
-    def __init__(self, source: FileData | bytes) -> None:
-        self._source = source
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int = -1) -> bytes:
-        if isinstance(self._source, bytes):
-            data, self._source = self._source, b""
-        else:
-            data = self._source.read(size)
-        self._hash.update(data)
-        self.size += len(data)
-        return data
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
 
 
 _MACHO_MAGIC = {

@@ -237,7 +237,7 @@ def complete_sh(fd: int, length: int, pyz: Path) -> None:
     offset = sh_payload_offset(length)
     with open(pyz, "rb") as source:
         copy_range(source.fileno(), 0, fd, offset + length, os.fstat(source.fileno()).st_size)
-    sha256 = hash_stream(RangeReader(fd, offset, length)).sha256  # type: ignore[arg-type]
+    sha256 = hash_stream(RangeReader(fd, offset, length)).sha256
     write_at(fd, render_sh_stub(sha256=sha256, length=length), 0)
 
 

@@ -350,6 +350,18 @@ def test_hard_link_members_and_no_link_symlinks_match_rattler(tmp_path: Path) ->
     assert (ours / "lib" / "d").read_bytes() == text and not (ours / "lib" / "d").is_symlink()
 
 
+@pytest.mark.parametrize("fmt", ["conda", "tar.bz2"])
+def test_old_package_without_hashes_matches_rattler(tmp_path: Path, fmt: str) -> None:
+    """info/files only: every file is hashed as it is written, a big one while it streams."""
+    big = random.Random(9).randbytes(3 << 20)
+    package = build_package(
+        tmp_path / "build", "old", fmt=fmt, paths_json=False, files={"lib/big.bin": big, "share/small": "s"}
+    )
+    ours, theirs = ours_and_rattler(tmp_path, built([package]), [package.path])
+    assert_same_install(ours, theirs)
+    assert (ours / "lib" / "big.bin").read_bytes() == big
+
+
 def test_directory_entries_are_created(tmp_path: Path) -> None:
     """rattler fails on ``directory`` entries (it tries to copy them); conda creates them, so do we."""
     package = build_package(tmp_path / "build", "dirs", files={"var/empty": Directory(), "share/a": "a"})
