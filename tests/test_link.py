@@ -19,7 +19,7 @@ import tarfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import rattler
@@ -351,7 +351,7 @@ def test_hard_link_members_and_no_link_symlinks_match_rattler(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("fmt", ["conda", "tar.bz2"])
-def test_old_package_without_hashes_matches_rattler(tmp_path: Path, fmt: str) -> None:
+def test_old_package_without_hashes_matches_rattler(tmp_path: Path, fmt: Literal["conda", "tar.bz2"]) -> None:
     """info/files only: every file is hashed as it is written, a big one while it streams."""
     big = random.Random(9).randbytes(3 << 20)
     package = build_package(
