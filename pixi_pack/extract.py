@@ -270,7 +270,8 @@ def _conda_members(archive: zipfile.ZipFile, file_name: str) -> tuple[zipfile.Zi
 
 @contextmanager
 def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[TarStream]:
-    """A streaming tar reader over ``part`` (``info``/``pkg`` for .conda, ``all`` for .tar.bz2)."""
+    """A streaming tar reader over ``part``, ``info`` or ``pkg``: one of the two tars of a ``.conda``; for
+    the one tar of a ``.tar.bz2``, ``pkg`` reads it ahead in a thread and ``info`` in small pieces."""
     with ExitStack() as stack:
         with _reading(file_name):
             source = buffered(source)
