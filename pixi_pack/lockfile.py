@@ -19,6 +19,7 @@ import yaml
 from .errors import LockfileError
 from .models import CONDA_EXTENSIONS, CondaPackage, LockedEnvironment, PypiPackage
 from .platforms import KNOWN_SUBDIRS
+from .records import RecordError, check_conda_file_name, check_dist_file_name, check_record, check_sha256
 
 LOCKFILE_NAME = "pixi.lock"
 SUPPORTED_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
@@ -88,11 +89,30 @@ def find_lockfile(manifest_path: Path) -> Path:
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+#: Where an alias might start: after a key, a list dash, a flow opener or a separator. A hit is checked
+#: by a full event scan, since plain scalars (``numpy *_mkl``) can look the same.
+_MAYBE_ALIAS = re.compile(r"(?:^|[\s\[{,])[*&][^\s,\[\]{}]", re.MULTILINE)
+
+
+def _has_alias(text: str) -> bool:
+    """Whether the YAML uses anchors or aliases: pixi never writes them, and an alias bomb (billion
+    laughs) expands to more than memory holds."""
+    if _MAYBE_ALIAS.search(text) is None:
+        return False
+    return any(
+        isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None)
+        for event in yaml.parse(text, Loader=_SafeLoader)
+    )
+
+
 def parse_lockfile(text: str, source: str = LOCKFILE_NAME) -> dict[str, Any]:
     """Parse the YAML of a lockfile and check it is a version we read."""
     try:
+        if _has_alias(text):
+            msg = f"could not parse {source}: it uses YAML anchors or aliases, which pixi never writes"
+            raise LockfileError(msg)
         data = yaml.load(text, Loader=_SafeLoader)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
@@ -127,6 +147,9 @@ def load_lockfile(path: Path) -> dict[str, Any]:
     except OSError as exc:
         msg = f"could not read lockfile {path}: {exc.strerror or exc}"
         raise LockfileError(msg) from exc
+    except UnicodeDecodeError as exc:
+        msg = f"could not read lockfile {path}: it is not UTF-8 text (byte {exc.start})"
+        raise LockfileError(msg) from exc
     return parse_lockfile(text, str(path))
 
 
@@ -158,21 +181,30 @@ def select_environment(
     """
     if lockfile_version(data) <= 3:
         return _select_legacy(data, environment, platform, lockfile_dir)
-    environments = data.get("environments") or {}
+    environments = _mapping(data.get("environments") or {}, "environments", lockfile_dir)
     if environment not in environments:
         msg = f"environment not found in lockfile: {environment} (available: {_names(environments)})"
         raise LockfileError(msg)
-    env = environments[environment] or {}
-    platforms = env.get("packages") or {}
+    env = _mapping(environments[environment] or {}, f"environments.{environment}", lockfile_dir)
+    platforms = _mapping(env.get("packages") or {}, f"environments.{environment}.packages", lockfile_dir)
     if platform not in platforms:
         msg = f"platform not found in lockfile: {platform} (available for {environment}: {_names(platforms)})"
         raise LockfileError(msg)
-    channels = tuple(_channel_url(c) for c in env.get("channels") or ())
-    index = _RecordIndex(data.get("packages") or (), lockfile_version(data))
+    channels = tuple(
+        _channel_url(c)
+        for c in _list(env.get("channels") or [], f"environments.{environment}.channels", lockfile_dir)
+    )
+    records = [
+        _mapping(r, "packages[]", lockfile_dir)
+        for r in _list(data.get("packages") or [], "packages", lockfile_dir)
+    ]
+    index = _RecordIndex(records, lockfile_version(data))
     conda: list[CondaPackage] = []
     pypi: list[PypiPackage] = []
     sources: list[str] = []
-    for ref in platforms[platform] or ():
+    where = f"environments.{environment}.packages.{platform}"
+    for ref in _list(platforms[platform] or [], where, lockfile_dir):
+        ref = _mapping(ref, f"{where}[]", lockfile_dir)
         if "conda_source" in ref:
             sources.append(str(ref["conda_source"]))
         elif "conda" in ref:
@@ -187,6 +219,20 @@ def select_environment(
             msg = f"unknown package reference in environment {environment}: {ref!r}"
             raise LockfileError(msg)
     return LockedEnvironment(environment, platform, channels, tuple(conda), tuple(pypi), tuple(sources))
+
+
+def _mapping(value: Any, field: str, lockfile_dir: Path) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        msg = f"{lockfile_dir / LOCKFILE_NAME}: field {field!r} must be a mapping, not {type(value).__name__}"
+        raise LockfileError(msg)
+    return value
+
+
+def _list(value: Any, field: str, lockfile_dir: Path) -> list[Any]:
+    if not isinstance(value, list):
+        msg = f"{lockfile_dir / LOCKFILE_NAME}: field {field!r} must be a list, not {type(value).__name__}"
+        raise LockfileError(msg)
+    return value
 
 
 def _names(mapping: Mapping[str, Any]) -> str:
@@ -307,17 +353,35 @@ def _conda_package(location: str, lock_record: Mapping[str, Any], lockfile_dir: 
         if arch in _ARCH_OF_SUBDIR:
             record.setdefault("arch", _ARCH_OF_SUBDIR[arch])
     record.setdefault("depends", [])
-    return CondaPackage(resolve_location(location, lockfile_dir), file_name, subdir, record)
+    try:
+        check_conda_file_name(file_name)
+        record = check_record(record)
+    except RecordError as exc:
+        msg = f"{lockfile_dir / LOCKFILE_NAME}: the package {location}: {exc}"
+        raise LockfileError(msg) from exc
+    return CondaPackage(resolve_location(location, lockfile_dir), file_name, str(record["subdir"]), record)
 
 
 def _pypi_package(location: str, record: Mapping[str, Any], lockfile_dir: Path) -> PypiPackage:
-    sha256 = record.get("sha256") or (record.get("hash") or {}).get("sha256")
+    hashes = record.get("hash")
+    sha256 = record.get("sha256") or (hashes.get("sha256") if isinstance(hashes, dict) else None)
+    try:
+        file_name = _file_name(location)
+        if file_name.endswith(".whl"):  # the only kind packed, under pypi/<file_name>
+            check_dist_file_name(file_name)
+        for key in ("name", "version"):
+            if not isinstance(record.get(key, ""), str):
+                raise RecordError(key, "must be a string")
+        checked_sha256 = check_sha256(sha256) if sha256 is not None else None
+    except RecordError as exc:
+        msg = f"{lockfile_dir / LOCKFILE_NAME}: the PyPI package {location}: {exc}"
+        raise LockfileError(msg) from exc
     return PypiPackage(
         location=resolve_location(location, lockfile_dir),
-        file_name=_file_name(location),
+        file_name=file_name,
         name=str(record.get("name", "")),
         version=str(record.get("version", "")),
-        sha256=str(sha256) if sha256 else None,
+        sha256=checked_sha256,
     )
 
 
