@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import ArchiveError
 from .models import CHANNEL_DIR, PACK_FORMAT_VERSION, PYPI_DIR, CondaPackage, PackMetadata, PypiPackage
+from .records import RecordError, check_conda_file_name, check_record
 
 #: The key of ``pixi-pack.json`` that holds the sha256 of every wheel in ``pypi/``, by file name.
 PYPI_SHA256_KEY = "pypi-sha256"
@@ -42,7 +43,7 @@ def repodata_files(packages: Iterable[CondaPackage], platform: str) -> dict[str,
 
 
 def parse_repodata(text: str, source: str) -> dict[str, dict[str, Any]]:
-    """``{file name: record}`` from a repodata.json text."""
+    """``{file name: record}`` from a repodata.json text; every field used in a path is checked."""
     try:
         data = json.loads(text)
         records: dict[str, dict[str, Any]] = {}
@@ -50,11 +51,20 @@ def parse_repodata(text: str, source: str) -> dict[str, dict[str, Any]]:
             for file_name, record in (data.get(key) or {}).items():
                 if not isinstance(record, dict):
                     raise ValueError(f"record of {file_name} is not an object")
-                records[file_name] = record
-    except (ValueError, AttributeError) as exc:
+                records[file_name] = _checked(file_name, record, source)
+    except (ValueError, AttributeError, RecursionError) as exc:
         msg = f"malformed {source}: {exc}"
         raise ArchiveError(msg) from exc
     return records
+
+
+def _checked(file_name: str, record: dict[str, Any], source: str) -> dict[str, Any]:
+    try:
+        check_conda_file_name(file_name, "file name")
+        return check_record(record)
+    except RecordError as exc:
+        msg = f"refusing {source}: the record of {file_name!r}: {exc}"
+        raise ArchiveError(msg) from exc
 
 
 def environment_yml(conda: Sequence[CondaPackage], pypi: Sequence[PypiPackage] = ()) -> str:
@@ -91,7 +101,7 @@ def parse_pypi_sha256(text: str) -> dict[str, str] | None:
     """The wheel hashes of a ``pixi-pack.json`` (file name -> sha256), or ``None`` when it records none."""
     try:
         value = json.loads(text).get(PYPI_SHA256_KEY)
-    except (ValueError, AttributeError) as exc:
+    except (ValueError, AttributeError, RecursionError) as exc:
         msg = f"malformed pixi-pack.json: {exc}"
         raise ArchiveError(msg) from exc
     if value is None:
@@ -114,7 +124,7 @@ def parse_metadata(text: str) -> PackMetadata:
         version, platform = data["version"], data["platform"]
         if not isinstance(version, str) or not isinstance(platform, str):
             raise ValueError("version and platform must be strings")
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, RecursionError) as exc:
         msg = f"malformed pixi-pack.json: {exc} (is this a pack made by pixi-pack?)"
         raise ArchiveError(msg) from exc
     if version != PACK_FORMAT_VERSION:
