@@ -1,0 +1,217 @@
+"""Hostile lockfiles and repodata.json: every record field used in a path is checked, on both sides.
+
+Each case is refused with our error, naming the file and the field, before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pixi_pack.channel import parse_metadata, parse_pypi_sha256, parse_repodata
+from pixi_pack.errors import ArchiveError, LockfileError, PixiPackError
+from pixi_pack.lockfile import load_lockfile, parse_lockfile, select_environment
+from pixi_pack.records import RecordError, check_conda_file_name, check_record, check_relative_path
+
+SHA = "a" * 64
+URL = "https://example.invalid/conda-forge/linux-64/zlib-1.3.1-h0_0.conda"
+
+
+def _lock(tmp_path: Path, record: str, location: str = URL, pypi: bool = False) -> Path:
+    kind = "pypi" if pypi else "conda"
+    text = f"""version: 6
+environments:
+  default:
+    channels:
+    - url: https://example.invalid/conda-forge/
+    packages:
+      linux-64:
+      - {kind}: {location}
+packages:
+- {kind}: {location}
+{record}"""
+    path = tmp_path / "pixi.lock"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _select(path: Path) -> None:
+    select_environment(load_lockfile(path), "default", "linux-64", path.parent)
+
+
+@pytest.mark.parametrize(
+    ("record", "location", "field"),
+    [
+        (f"  sha256: {SHA}\n  file_name: ../../x.conda\n", URL, "file_name"),
+        (f"  sha256: {SHA}\n  subdir: ../..\n", URL, "subdir"),
+        (f"  sha256: {SHA}\n", "https://example.invalid/linux-64/..%2F..%2Fx-1-0.conda", "file_name"),
+        (
+            f"  sha256: {SHA}\n  name: x\n  version: '1'\n  build: '0'\n  subdir: linux-64\n",
+            "file:///etc/shadow?x.conda",
+            "file_name",
+        ),
+        ("  size: 10\n", URL, "sha256"),
+        (f"  sha256: {SHA}\n  size: big\n", URL, "size"),
+        (f"  sha256: {SHA}\n  depends: 5\n", URL, "depends"),
+        (f"  sha256: {SHA}\n  name: [a]\n", URL, "name"),
+        (f"  sha256: {SHA}\n  name: ../../tmp/x/pwn\n", URL, "name"),
+        (f"  sha256: {SHA}\n  version: 1/2\n", URL, "version"),
+        (f"  sha256: {SHA}\n  build: a/b\n", URL, "build"),
+        (f'  sha256: {SHA}\n  name: "a\\0b"\n', URL, "name"),
+        ("  sha256: " + "0" * 64 + "\n", URL, "sha256"),
+        (f"  sha256: {SHA}\n  python_site_packages_path: ../../../tmp/x\n", URL, "python_site_packages_path"),
+    ],
+)
+def test_hostile_conda_records_are_refused(tmp_path: Path, record: str, location: str, field: str) -> None:
+    path = _lock(tmp_path, record, location)
+    with pytest.raises(LockfileError, match=f"field '{field}'") as info:
+        _select(path)
+    assert str(path) in str(info.value)
+
+
+def test_an_all_digit_sha256_read_as_a_number_is_refused(tmp_path: Path) -> None:
+    # Unquoted, YAML reads 64 digits as an int: it must not fall back to md5 silently.
+    with pytest.raises(LockfileError, match="sha256"):
+        _select(_lock(tmp_path, "  sha256: " + "1" * 64 + "\n  md5: " + "b" * 32 + "\n"))
+
+
+def test_a_wheel_name_with_a_separator_is_refused(tmp_path: Path) -> None:
+    location = "https://example.invalid/files/..%2F..%2Fevil-1.0-py3-none-any.whl"
+    path = _lock(tmp_path, "  name: evil\n  version: '1.0'\n", location, pypi=True)
+    with pytest.raises(LockfileError, match="file_name"):
+        _select(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("version: 6\nenvironments: [a]\npackages: []\n", "environments"),
+        ("version: 6\nenvironments: {default: {packages: {linux-64: 5}}}\npackages: []\n", "linux-64"),
+        ("version: 6\nenvironments: {default: {packages: {linux-64: []}}}\npackages: 5\n", "packages"),
+        ("version: 6\nenvironments: {default: {packages: {linux-64: [5]}}}\npackages: []\n", "linux-64"),
+    ],
+)
+def test_wrong_structure_is_refused(tmp_path: Path, text: str, field: str) -> None:
+    path = tmp_path / "pixi.lock"
+    path.write_text(text)
+    with pytest.raises(LockfileError, match=field):
+        _select(path)
+
+
+def test_a_yaml_alias_bomb_is_refused() -> None:
+    bomb = 'version: 6\na: &a ["x","x","x","x","x","x","x","x","x"]\n'
+    for i in range(1, 12):
+        bomb += f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}" if i > 1 else "*a"] * 9) + "]\n"
+    with pytest.raises(LockfileError, match="aliases"):
+        parse_lockfile(bomb)
+
+
+def test_a_plain_scalar_with_a_star_is_not_an_alias() -> None:
+    assert (
+        parse_lockfile("version: 6\nx: numpy *_mkl\nenvironments: {}\npackages: []\n")["x"] == "numpy *_mkl"
+    )
+
+
+def test_a_lockfile_that_is_not_utf8_is_our_error(tmp_path: Path) -> None:
+    path = tmp_path / "pixi.lock"
+    path.write_bytes(b"version: 6\nname: \xff\xfe\n")
+    with pytest.raises(LockfileError, match="not UTF-8"):
+        load_lockfile(path)
+
+
+def test_deep_nesting_is_our_error() -> None:
+    with pytest.raises(LockfileError):
+        parse_lockfile("version: 6\nx: " + "[" * 200_000)
+    for parse in (lambda t: parse_repodata(t, "repodata.json"), parse_metadata, parse_pypi_sha256):
+        with pytest.raises(ArchiveError):
+            parse("[" * 200_000)
+
+
+def _repodata(fn: str, **fields: object) -> str:
+    record = {"name": "zlib", "version": "1.3.1", "build": "h0_0", "sha256": SHA, **fields}
+    return json.dumps({"packages.conda": {fn: record}})
+
+
+@pytest.mark.parametrize(
+    ("fn", "fields", "field"),
+    [
+        (
+            "zlib-1.3.1-h0_0.conda",
+            {"python_site_packages_path": "../../../tmp/x"},
+            "python_site_packages_path",
+        ),
+        ("zlib-1.3.1-h0_0.conda", {"name": "../../tmp/x/pwn"}, "name"),
+        ("zlib-1.3.1-h0_0.conda", {"version": "1/2"}, "version"),
+        ("zlib-1.3.1-h0_0.conda", {"build": "../x"}, "build"),
+        ("zlib-1.3.1-h0_0.conda", {"size": "big"}, "size"),
+        ("zlib-1.3.1-h0_0.conda", {"depends": 1}, "depends"),
+        ("zlib-1.3.1-h0_0.conda", {"sha256": None}, "sha256"),
+        ("../zlib-1.3.1-h0_0.conda", {}, "file name"),
+        ("zlib.txt", {}, "file name"),
+    ],
+)
+def test_hostile_repodata_records_are_refused(fn: str, fields: dict[str, object], field: str) -> None:
+    with pytest.raises(ArchiveError, match=f"field '{field}'"):
+        parse_repodata(_repodata(fn, **fields), "channel/linux-64/repodata.json")
+
+
+def test_real_looking_records_pass() -> None:
+    record = check_record(
+        {"name": "_libgcc_mutex", "version": "1!2.0+local", "build": "conda_forge", "md5": "A" * 32}
+    )
+    assert record["md5"] == "a" * 32
+    assert check_conda_file_name("python_abi-3.13-8_cp313t.conda") == "python_abi-3.13-8_cp313t.conda"
+    assert check_relative_path("lib/python3.13t/site-packages", "p") == "lib/python3.13t/site-packages"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "name",
+                "version",
+                "build",
+                "sha256",
+                "md5",
+                "size",
+                "depends",
+                "subdir",
+                "noarch",
+                "python_site_packages_path",
+                "x",
+            ]
+        ),
+        _json,
+    )
+)
+def test_fuzz_record_checks_raise_only_our_error(record: dict[str, object]) -> None:
+    with contextlib.suppress(RecordError):
+        check_record(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_fuzz_repodata_raises_only_our_error(document: object) -> None:
+    with contextlib.suppress(ArchiveError):
+        parse_repodata(json.dumps({"packages": {"a-1-0.conda": document}, "packages.conda": document}), "r")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_fuzz_lockfile_text_raises_only_our_error(text: str) -> None:
+    with contextlib.suppress(PixiPackError):
+        data = parse_lockfile("version: 6\n" + text)
+        select_environment(data, "default", "linux-64", Path("/nonexistent"))
