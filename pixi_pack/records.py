@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import PixiPackError
+from .models import CONDA_EXTENSIONS
 
 #: rattler's ``PackageName`` characters (it lower-cases them to compare).
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")
@@ -31,7 +32,6 @@ _MD5 = re.compile(r"[0-9a-fA-F]{32}\Z")
 #: A wheel's (or sdist's) file name: one path component of the characters PEP 427 and PEP 625 use.
 _DIST_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+!\-]*\Z")
 _PATH_PART = re.compile(r"[A-Za-z0-9_.+\-]+\Z")
-CONDA_EXTENSIONS = (".conda", ".tar.bz2")
 _MAX_FIELD = 1024
 
 
