@@ -1,0 +1,68 @@
+"""Temporary names: exclusive, unpredictable, pid-tagged, and removable once their process is gone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pixi_pack import tempfiles
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_names_are_fresh_and_tagged(tmp_path: Path) -> None:
+    first = tempfiles.create_file(tmp_path, "environment.tar")
+    second = tempfiles.create_file(tmp_path, "environment.tar")
+    assert first != second
+    assert first.name.startswith(f".environment.tar-{os.getpid()}-") and first.name.endswith(".part")
+    assert first.stat().st_size == 0 and (first.stat().st_mode & 0o777) == 0o600
+    folder = tempfiles.create_dir(tmp_path, "env")
+    assert folder.is_dir() and folder.name.endswith(".partial")
+
+
+def test_a_planted_symlink_is_never_written_through(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    # Plant symlinks at every name the old scheme would have used; the new names are random anyway.
+    for guess in (f".environment.tar.{os.getpid()}.part", "environment.tar.part", ".activate.sh.tmp"):
+        (tmp_path / guess).symlink_to(victim)
+    created = tempfiles.create_file(tmp_path, "environment.tar")
+    created.write_bytes(b"data")
+    assert victim.read_text() == "keep"
+    assert not created.is_symlink()
+
+
+def test_remove_stale_takes_only_dead_processes_entries(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    stale_file = tmp_path / f".environment.tar-{dead}-abcdef12.part"
+    stale_file.write_bytes(b"x")
+    stale_dir = tmp_path / f".env-{dead}-abcdef12.partial"
+    (stale_dir / "sub").mkdir(parents=True)
+    mine = tempfiles.create_file(tmp_path, "environment.tar")
+    alive = tmp_path / ".environment.tar-1-abcdef12.part"  # pid 1 is alive
+    alive.write_bytes(b"x")
+    other_tag = tmp_path / f".other-{dead}-abcdef12.part"
+    other_tag.write_bytes(b"x")
+    plain = tmp_path / "environment.tar"
+    plain.write_bytes(b"x")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("keep")
+    link = tmp_path / f".env-{dead}-zzzzzz99.partial"
+    link.symlink_to(victim)
+
+    removed = tempfiles.remove_stale(tmp_path, "environment.tar") + tempfiles.remove_stale(tmp_path, "env")
+
+    assert sorted(removed) == sorted([stale_file, stale_dir, link])
+    assert mine.exists() and alive.exists() and other_tag.exists() and plain.exists()
+    assert (victim / "keep").read_text() == "keep"
+
+
+def test_remove_stale_of_a_missing_folder_is_nothing(tmp_path: Path) -> None:
+    assert tempfiles.remove_stale(tmp_path / "absent", "env") == []
