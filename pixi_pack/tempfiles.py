@@ -23,11 +23,14 @@ def _prefix(tag: str) -> str:
     return f".{tag}-{os.getpid()}-"
 
 
-def create_file(directory: Path, tag: str, suffix: str = ".part") -> Path:
-    """Create an empty file (mode 0600) in ``directory`` under a fresh name; the caller owns it."""
+def create_file(directory: Path, tag: str, suffix: str = ".part") -> tuple[int, Path]:
+    """Create an empty file (mode 0600) in ``directory`` under a fresh name, open for reading and writing.
+
+    Returns the descriptor, which the caller writes through (never reopen the name: the folder may be
+    writable by others), and the path, to rename into place or remove.
+    """
     fd, name = tempfile.mkstemp(prefix=_prefix(tag), suffix=suffix, dir=directory)
-    os.close(fd)
-    return Path(name)
+    return fd, Path(name)
 
 
 def create_dir(directory: Path, tag: str, suffix: str = ".partial") -> Path:

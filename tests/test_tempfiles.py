@@ -17,8 +17,10 @@ def _dead_pid() -> int:
 
 
 def test_names_are_fresh_and_tagged(tmp_path: Path) -> None:
-    first = tempfiles.create_file(tmp_path, "environment.tar")
-    second = tempfiles.create_file(tmp_path, "environment.tar")
+    fd1, first = tempfiles.create_file(tmp_path, "environment.tar")
+    fd2, second = tempfiles.create_file(tmp_path, "environment.tar")
+    os.close(fd1)
+    os.close(fd2)
     assert first != second
     assert first.name.startswith(f".environment.tar-{os.getpid()}-") and first.name.endswith(".part")
     assert first.stat().st_size == 0 and (first.stat().st_mode & 0o777) == 0o600
@@ -32,8 +34,9 @@ def test_a_planted_symlink_is_never_written_through(tmp_path: Path) -> None:
     # Plant symlinks at every name the old scheme would have used; the new names are random anyway.
     for guess in (f".environment.tar.{os.getpid()}.part", "environment.tar.part", ".activate.sh.tmp"):
         (tmp_path / guess).symlink_to(victim)
-    created = tempfiles.create_file(tmp_path, "environment.tar")
-    created.write_bytes(b"data")
+    fd, created = tempfiles.create_file(tmp_path, "environment.tar")
+    with os.fdopen(fd, "wb") as out:
+        out.write(b"data")
     assert victim.read_text() == "keep"
     assert not created.is_symlink()
 
@@ -44,7 +47,8 @@ def test_remove_stale_takes_only_dead_processes_entries(tmp_path: Path) -> None:
     stale_file.write_bytes(b"x")
     stale_dir = tmp_path / f".env-{dead}-abcdef12.partial"
     (stale_dir / "sub").mkdir(parents=True)
-    mine = tempfiles.create_file(tmp_path, "environment.tar")
+    fd, mine = tempfiles.create_file(tmp_path, "environment.tar")
+    os.close(fd)
     alive = tmp_path / ".environment.tar-1-abcdef12.part"  # pid 1 is alive
     alive.write_bytes(b"x")
     other_tag = tmp_path / f".other-{dead}-abcdef12.part"
