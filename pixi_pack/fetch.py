@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import base64
 import datetime
+import http.client
 import json
 import logging
 import os
 import re
-import shutil
-import time
+import socket
+import threading
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,11 +26,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 import requests
+import urllib3
 
-from . import __version__, s3
+from . import __version__, s3, tempfiles
 from .archive import RangeReader, copy_range, write_at
 from .errors import DownloadError, IntegrityError, PixiPackError
-from .hashing import Digests, check_digests, copy_and_hash, hash_stream, needs_md5
+from .hashing import Digests, Readable, check_digests, copy_and_hash, hash_stream, needs_md5
 from .models import MirrorConfig
 
 logger = logging.getLogger("pixi_pack")
@@ -82,6 +85,32 @@ class _Transient(Exception):
     """A failure worth retrying (connection trouble, 5xx, 429)."""
 
 
+class Cancelled(DownloadError):
+    """:meth:`Fetcher.cancel` was called: the fetch stopped."""
+
+
+class _Bounded:
+    """A source read up to ``limit`` bytes (the expected size and one more, which proves it too long), that
+    stops with :class:`Cancelled` once ``cancelled`` is set."""
+
+    def __init__(self, source: BinaryIO, limit: int | None, cancelled: threading.Event) -> None:
+        self._source = source
+        self._left = limit
+        self._cancelled = cancelled
+
+    def read(self, size: int = -1) -> bytes:
+        if self._cancelled.is_set():
+            raise Cancelled("download cancelled")
+        if self._left is not None:
+            if self._left <= 0:
+                return b""
+            size = self._left if size < 0 else min(size, self._left)
+        data = self._source.read(size)
+        if self._left is not None:
+            self._left -= len(data)
+        return data
+
+
 class Fetcher:
     """Fetches files for one pack: one HTTP session, the config's mirrors and auth, an optional cache."""
 
@@ -91,6 +120,11 @@ class Fetcher:
         self._auth = load_auth_file(self._config.auth_file)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = f"pixi-pack/{__version__} (Python)"
+        # What is hashed is what was sent: a compressed transfer is never expanded before its check.
+        self._session.headers["Accept-Encoding"] = "identity"
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[requests.Response] = set()
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=self._config.concurrency, pool_maxsize=self._config.concurrency
         )
@@ -104,6 +138,17 @@ class Fetcher:
 
     def close(self) -> None:
         self._session.close()
+
+    def cancel(self) -> None:
+        """Stop every fetch, in progress or to come: each raises :class:`Cancelled`. Thread-safe.
+
+        Transfers blocked on the network are woken by shutting their sockets down.
+        """
+        self._cancelled.set()
+        with self._lock:
+            responses = list(self._open)
+        for response in responses:
+            _shutdown(response)
 
     def mirrors_for(self, url: str) -> list[str]:
         """The URLs to try for ``url``, in order: its mirrors when configured (longest prefix wins)."""
@@ -193,12 +238,17 @@ class Fetcher:
                 try:
                     return self._download_once(candidate, destination, what, expected, on_bytes)
                 except _Transient as exc:
+                    if self._cancelled.is_set():
+                        raise Cancelled("download cancelled") from exc
                     if attempt == RETRIES:
                         errors.append(_reason(candidate, url, f"{exc} (tried {RETRIES + 1} times)"))
                         break
                     delay = BACKOFF_SECONDS * 2**attempt
                     logger.debug("retrying %s in %.1f s: %s", candidate, delay, exc)
-                    time.sleep(delay)
+                    if self._cancelled.wait(delay):
+                        raise Cancelled("download cancelled") from exc
+                except Cancelled:
+                    raise
                 except DownloadError as exc:
                     errors.append(_reason(candidate, url, str(exc)))
                     break
@@ -213,11 +263,32 @@ class Fetcher:
         expected: Expected,
         on_bytes: Callable[[int], None] | None,
     ) -> Digests:
+        if self._cancelled.is_set():
+            raise Cancelled("download cancelled")
         request_url, headers = self._authenticate(url)
         try:
             response = self._session.get(request_url, headers=headers, stream=True, timeout=TIMEOUT_SECONDS)
+        except requests.TooManyRedirects as exc:
+            raise DownloadError(f"redirect loop (more than {self._session.max_redirects} redirects)") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise _Transient(f"connection failed ({type(exc).__name__})") from exc
+        with self._lock:
+            self._open.add(response)
+        try:
+            return self._receive(response, url, destination, what, expected, on_bytes)
+        finally:
+            with self._lock:
+                self._open.discard(response)
+
+    def _receive(
+        self,
+        response: requests.Response,
+        url: str,
+        destination: Path | Slot,
+        what: str,
+        expected: Expected,
+        on_bytes: Callable[[int], None] | None,
+    ) -> Digests:
         with response:
             if response.status_code in _TRANSIENT_STATUS:
                 raise _Transient(f"HTTP {response.status_code} {response.reason}")
@@ -225,12 +296,21 @@ class Fetcher:
                 hint = " (check credentials: --auth-file)" if response.status_code in (401, 403) else ""
                 raise DownloadError(f"HTTP {response.status_code} {response.reason}{hint}")
             raw: Any = response.raw
-            raw.decode_content = True
+            raw.decode_content = False
+            size = destination.size if isinstance(destination, Slot) else expected.size
+            source = _Bounded(raw, None if size is None else size + 1, self._cancelled)
             try:
                 return _write_verified(
-                    raw, destination, what=f"{what} from {url}", expected=expected, on_bytes=on_bytes
+                    source, destination, what=f"{what} from {url}", expected=expected, on_bytes=on_bytes
                 )
-            except (requests.RequestException, OSError) as exc:
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                http.client.HTTPException,
+                OSError,
+            ) as exc:
+                if self._cancelled.is_set():
+                    raise Cancelled("download cancelled") from exc
                 if isinstance(exc, OSError) and not isinstance(exc, ConnectionError) and exc.errno:
                     written = destination.path if isinstance(destination, Slot) else destination
                     msg = f"could not write {written}: {exc.strerror or exc}"
@@ -265,6 +345,17 @@ class Fetcher:
         return url, {}
 
 
+def _shutdown(response: requests.Response) -> None:
+    """Wake a thread blocked reading ``response``: shut its socket down (closing it would not)."""
+    raw: Any = response.raw
+    try:
+        sock = raw._fp.fp.raw._sock
+    except AttributeError:  # already closed, or not a plain socket
+        return
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _reason(candidate: str, url: str, reason: str) -> str:
     return reason if candidate == url else f"mirror {candidate}: {reason}"
 
@@ -297,7 +388,7 @@ def _credentials_for(auth: Mapping[str, Mapping[str, Any]], host: str) -> Mappin
 
 
 def _write_verified(
-    source: BinaryIO,
+    source: Readable,
     destination: Path | Slot,
     *,
     what: str,
@@ -310,15 +401,14 @@ def _write_verified(
         check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=destination.size)
         return digests
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".part")
+    fd, partial = tempfiles.create_file(destination.parent, destination.name)
     try:
-        with open(partial, "wb") as out:
+        with open(fd, "wb") as out:
             digests = copy_and_hash(source, out, on_bytes, md5=md5)
         check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=expected.size)
         os.replace(partial, destination)
     finally:
-        if partial.exists():
-            partial.unlink()
+        partial.unlink(missing_ok=True)
     return digests
 
 
@@ -338,18 +428,21 @@ def _copy_to_slot(
 
 def _store(source: Path | Slot, destination: Path) -> None:
     """Put a verified copy of ``source`` in the cache at ``destination``; a failure only warns."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.name}.{os.getpid()}.part")
+    partial: Path | None = None
     try:
-        if isinstance(source, Slot):
-            with open(partial, "wb") as out:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfiles.create_file(destination.parent, destination.name)
+        with open(fd, "wb") as out:
+            if isinstance(source, Slot):
                 copy_range(source.fd, source.offset, out.fileno(), 0, source.size)
-        else:
-            shutil.copyfile(source, partial)
+            else:
+                with open(source, "rb") as src:
+                    copy_range(src.fileno(), 0, out.fileno(), 0, os.fstat(src.fileno()).st_size)
         os.replace(partial, destination)
     except OSError as exc:
         logger.warning("could not store %s in the cache: %s", destination, exc.strerror or exc)
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
 
 
 def is_url(location: str) -> bool:

@@ -337,7 +337,7 @@ def _download_unpacker(url: str, download: Callable[[str, Path], None], director
     if expected is not None:
         actual = _sha256(path)
         if actual != expected:
-            msg = f"--pixi-unpack-source {location}: sha256 is {actual}, expected {expected}"
+            msg = f"--pixi-unpack-source {location}: sha256 mismatch (expected {expected})"
             raise IntegrityError(msg)
     return path
 
