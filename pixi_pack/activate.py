@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
+from . import tempfiles
 from .errors import PixiPackError
 from .platforms import is_windows, path_entries
 
@@ -69,13 +70,17 @@ def write_activation_script(output_dir: Path, prefix: Path, platform: str, shell
         flavour
     ](activation)
     target = output_dir / f"activate.{extension}"
-    temp = target.with_name(f".{target.name}.tmp")
+    temp: Path | None = None
     try:
-        with open(temp, "w", encoding="utf-8", newline="") as out:
+        fd, temp = tempfiles.create_file(output_dir, target.name)
+        with open(fd, "w", encoding="utf-8", newline="") as out:
+            if hasattr(os, "fchmod"):  # not on Windows, where modes do not apply
+                os.fchmod(fd, 0o666 & ~tempfiles.umask())
             out.write(text)
         os.replace(temp, target)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
+        if temp is not None:
+            temp.unlink(missing_ok=True)
         msg = f"could not write the activation script {target}: {exc}"
         raise PixiPackError(msg) from exc
     return target
@@ -145,7 +150,7 @@ def collect_env_vars(prefix: Path) -> dict[str, str]:
 def _read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         msg = f"could not read {path}: {exc}"
         raise PixiPackError(msg) from exc
 

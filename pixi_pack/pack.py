@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from . import __version__
+from . import __version__, tempfiles
 from .archive import TarLayout, copy_range, tar_layout, write_at, write_tar
 from .channel import environment_yml, metadata_json, normalize_project_name, repodata_files
 from .errors import LockfileError, PixiPackError
@@ -41,7 +40,11 @@ logger = logging.getLogger("pixi_pack")
 
 
 def pack(options: PackOptions) -> None:
-    """Create the pack described by ``options``; on failure nothing is left at the output path."""
+    """Create the pack described by ``options``; on failure nothing is left at the output path.
+
+    What a killed earlier run left beside the output (its temporary folder and file, named after its
+    process) is removed first.
+    """
     lockfile = find_lockfile(options.manifest_path)
     data = load_lockfile(lockfile)
     subdir = platform_subdir(data, options.platform)
@@ -51,9 +54,16 @@ def pack(options: PackOptions) -> None:
     files = _pack_files(conda, wheels)
     # Work next to the output, so what is made is renamed into place on the same filesystem.
     staging_parent = options.output.parent if options.output is not None else None
-    if staging_parent is not None:
-        staging_parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=".pixi-pack-", dir=staging_parent))
+    try:
+        if staging_parent is not None:
+            staging_parent.mkdir(parents=True, exist_ok=True)
+            for stale in (WORKDIR_TAG, options.output.name if options.output else ""):
+                for path in tempfiles.remove_stale(staging_parent, stale):
+                    logger.debug("removed %s, left by an interrupted run", path)
+        workdir = tempfiles.create_dir(staging_parent, WORKDIR_TAG, suffix="")
+    except OSError as exc:
+        msg = f"could not write to {exc.filename or staging_parent}: {exc.strerror or exc}"
+        raise PixiPackError(msg) from exc
     staging = workdir / "pack"
     try:
         fetcher = Fetcher(options.config, options.cache_dir)
@@ -68,8 +78,15 @@ def pack(options: PackOptions) -> None:
                 _write_output(staging, options, subdir, pyz)
         finally:
             fetcher.close()
+    except OSError as exc:
+        msg = f"could not write {exc.filename or options.output}: {exc.strerror or exc}"
+        raise PixiPackError(msg) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+WORKDIR_TAG = "pixi-pack"
+"""The temporary folder beside the output: ``.pixi-pack-<pid>-<random>``."""
 
 
 def _in_place(options: PackOptions, subdir: str) -> bool:
@@ -121,7 +138,7 @@ def _select_packages(
         if package.is_wheel:
             wheels.append(package)
         elif options.ignore_pypi_non_wheel:
-            logger.warning("warning: skipping %s: not a wheel (%s)", package.name, package.file_name)
+            logger.warning("skipping %s: not a wheel (%s)", package.name, package.file_name)
         else:
             msg = (
                 f"package {package.name} is not a wheel file, we currently require all dependencies to be "
@@ -140,7 +157,7 @@ def _select_packages(
     if wheel_paths:
         wheels += _injected_wheels(wheel_paths, wheels, conda, subdir)
     if not conda:
-        logger.warning("warning: the environment %s has no conda packages for %s", env.name, env.platform)
+        logger.warning("the environment %s has no conda packages for %s", env.name, env.platform)
     return conda, wheels
 
 
@@ -173,7 +190,7 @@ def _injected_wheels(
             msg = f"cannot inject {path.name}: {problem}"
             raise PixiPackError(msg)
         logger.warning(
-            "warning: injected wheel %s cannot be checked against the environment; make sure it is compatible",
+            "injected wheel %s cannot be checked against the environment; make sure it is compatible",
             path.name,
         )
         wheel = PypiPackage(str(path.resolve()), path.name, parsed.name, parsed.version, None)
@@ -263,6 +280,8 @@ def _fetch_all(
             for future in futures:
                 future.result()
         except BaseException:
+            # Ctrl-C, SIGTERM or a failed file: stop the other downloads now, not when they finish.
+            fetcher.cancel()
             for future in futures:
                 future.cancel()
             raise
@@ -283,7 +302,7 @@ class _Metadata:
         self._metadata = PackMetadata(PACK_FORMAT_VERSION, __version__, subdir)
         if wheels and not any(p.name == "pip" for p in conda):
             logger.warning(
-                "warning: the environment has PyPI wheels but no pip conda package: the conda/micromamba "
+                "the environment has PyPI wheels but no pip conda package: the conda/micromamba "
                 "compatibility mode (environment.yml) will not be able to install them"
             )
 
@@ -321,22 +340,27 @@ def _write_in_place(
     progress: Progress,
 ) -> None:
     """Write the pack (``environment.sh`` with ``pyz``) at ``output``, via a temporary name and a rename."""
-    with _replacing(output) as partial:
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            _assemble(fd, output, fetcher, files, metadata, pyz, staging, progress)
-            if pyz is not None:
-                os.fchmod(fd, 0o755)
-        finally:
-            os.close(fd)
+    with _replacing(output, executable=pyz is not None) as fd:
+        _assemble(fd, output, fetcher, files, metadata, pyz, staging, progress)
 
 
 @contextmanager
-def _replacing(output: Path) -> Iterator[Path]:
-    """A temporary name beside ``output`` to write; renamed to ``output`` if the body succeeds, else removed."""
-    partial = output.with_name(f".{output.name}.{os.getpid()}.part")
+def _replacing(output: Path, *, executable: bool) -> Iterator[int]:
+    """A new temporary file beside ``output``, open for writing: renamed to ``output`` if the body
+    succeeds, else removed. It gets the mode a new file would get (executable: ``0o777``), less the umask.
+    """
     try:
-        yield partial
+        fd, partial = tempfiles.create_file(output.parent, output.name)
+    except OSError as exc:
+        msg = f"could not write {output}: {exc.strerror or exc}"
+        raise PixiPackError(msg) from exc
+    try:
+        try:
+            yield fd
+            if hasattr(os, "fchmod"):  # not on Windows, where modes do not apply
+                os.fchmod(fd, (0o777 if executable else 0o666) & ~tempfiles.umask())
+        finally:
+            os.close(fd)
         os.replace(partial, output)
     except OSError as exc:
         msg = f"could not write {output}: {exc.strerror or exc}"
@@ -465,8 +489,5 @@ def _emit(output: Path | None, write: Callable[[BinaryIO], None], *, executable:
         write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
-    with _replacing(output) as partial:
-        with open(partial, "wb") as out:
-            write(out)
-        if executable:
-            partial.chmod(0o755)
+    with _replacing(output, executable=executable) as fd, open(fd, "wb", closefd=False) as out:
+        write(out)

@@ -12,11 +12,30 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 _STALE = re.compile(
     r"^\.(?P<tag>[A-Za-z0-9_.+-]+?)-(?P<pid>[0-9]{1,10})-[A-Za-z0-9_]{6,}(?P<suffix>\.[a-z]+)?$"
 )
+
+
+_umask_lock = threading.Lock()
+_umask: int | None = None
+
+
+def umask() -> int:
+    """The process's umask, read once (reading it means setting it, so under a lock).
+
+    Temporary files and folders are created private (0600, 0700); what is renamed into place gets the
+    mode a plain new file or folder would have had: ``0o666`` or ``0o777`` less this.
+    """
+    global _umask
+    with _umask_lock:
+        if _umask is None:
+            _umask = os.umask(0o077)
+            os.umask(_umask)
+        return _umask
 
 
 def _prefix(tag: str) -> str:
@@ -33,8 +52,9 @@ def create_file(directory: Path, tag: str, suffix: str = ".part") -> tuple[int, 
     return fd, Path(name)
 
 
-def create_dir(directory: Path, tag: str, suffix: str = ".partial") -> Path:
-    """Create an empty folder (mode 0700) in ``directory`` under a fresh name; the caller owns it."""
+def create_dir(directory: Path | None, tag: str, suffix: str = ".partial") -> Path:
+    """Create an empty folder (mode 0700) in ``directory`` (None: the system's temporary folder) under a
+    fresh name; the caller owns it."""
     return Path(tempfile.mkdtemp(prefix=_prefix(tag), suffix=suffix, dir=directory))
 
 

@@ -25,14 +25,14 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from . import tempfiles
 from .activate import write_activation_script
 from .archive import PackReader
 from .channel import parse_metadata, parse_pypi_sha256, parse_repodata
@@ -55,48 +55,81 @@ logger = logging.getLogger("pixi_pack")
 
 
 def unpack(options: UnpackOptions) -> None:
-    """Create ``<output_directory>/<env_name>`` and its activation script from a pack."""
+    """Create ``<output_directory>/<env_name>`` and its activation script from a pack.
+
+    On failure nothing is left: not the temporary folder, nor the output folders this run created. What
+    a killed earlier run left beside the environment (``.<env_name>-<pid>-….partial``) is removed first.
+    """
     output_dir = options.output_directory.resolve()
     prefix = output_dir / options.env_name
-    if prefix.exists() and (not prefix.is_dir() or any(prefix.iterdir())):
+    if prefix.is_symlink() or (prefix.exists() and (not prefix.is_dir() or any(prefix.iterdir()))):
         msg = f"environment folder {prefix} already exists: remove it, or choose another --env-name or --output-directory"
         raise PixiPackError(msg)
-    with ExitStack() as cleanup:
-        path = _pack_path(options, output_dir, cleanup)
-        with _payload_checked(path, options):
-            reader = PackReader(path, options.payload_offset, options.payload_length)
-            platform = _check_metadata(reader)
-            packages = collect_packages(reader)
-            wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
-            wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
-            if wheels or wheel_sha256:
-                # Only then: pypa/installer takes longer to import than a small environment to unpack.
-                from .wheels import verify_wheels
+    created: list[Path] = []
+    try:
+        with ExitStack() as cleanup:
+            created = _make_output_dir(output_dir)
+            _unpack_into(options, output_dir, prefix, cleanup)
+    except OSError as exc:
+        _remove_created(created)
+        msg = f"could not unpack into {exc.filename or output_dir}: {exc.strerror or exc}"
+        raise PixiPackError(msg) from exc
+    except BaseException:
+        _remove_created(created)
+        raise
 
-                verify_wheels(reader, wheels, wheel_sha256)
-            build_dir = _make_build_dir(output_dir, options.env_name, cleanup)
-            # With --payload-sha256 the packages are part of the payload, checked before the environment
-            # moves into place: hashing them on their own too would read the same bytes again.
-            verify = None if options.payload_sha256 else verify_package
-            _install(reader, packages, wheels, build_dir, prefix, platform, verify)
-        if prefix.is_dir():
-            prefix.rmdir()
-        os.replace(build_dir, prefix)
-        try:
-            script = write_activation_script(output_dir, prefix, platform, options.shell)
-        except BaseException:
-            shutil.rmtree(prefix, ignore_errors=True)
-            raise
+
+def _unpack_into(options: UnpackOptions, output_dir: Path, prefix: Path, cleanup: ExitStack) -> None:
+    path = _pack_path(options, output_dir, cleanup)
+    with _payload_checked(path, options):
+        reader = PackReader(path, options.payload_offset, options.payload_length)
+        platform = _check_metadata(reader)
+        packages = collect_packages(reader)
+        wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
+        wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
+        if wheels or wheel_sha256:
+            # Only then: pypa/installer takes longer to import than a small environment to unpack.
+            from .wheels import verify_wheels
+
+            verify_wheels(reader, wheels, wheel_sha256)
+        build_dir = _make_build_dir(output_dir, options.env_name, cleanup)
+        # With --payload-sha256 the packages are part of the payload, checked before the environment
+        # moves into place: hashing them on their own too would read the same bytes again.
+        verify = None if options.payload_sha256 else verify_package
+        _install(reader, packages, wheels, build_dir, prefix, platform, verify)
+    # A new folder's mode, not mkdtemp's 0700: an environment in /opt is shared.
+    build_dir.chmod(0o777 & ~tempfiles.umask())
+    if prefix.is_dir():
+        prefix.rmdir()
+    os.replace(build_dir, prefix)
+    try:
+        script = write_activation_script(output_dir, prefix, platform, options.shell)
+    except BaseException:
+        shutil.rmtree(prefix, ignore_errors=True)
+        raise
     logger.info("unpacked %d packages into %s; activate it with %s", len(packages), prefix, script)
+
+
+def _make_output_dir(output_dir: Path) -> list[Path]:
+    """Create ``output_dir`` and its missing parents; returns those created, deepest first."""
+    missing = [p for p in (output_dir, *output_dir.parents) if not p.exists()]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_created(folders: Sequence[Path]) -> None:
+    """Remove the folders a failed run created, deepest first, where they are still empty."""
+    for folder in folders:
+        with suppress(OSError):
+            folder.rmdir()
 
 
 def _pack_path(options: UnpackOptions, output_dir: Path, cleanup: ExitStack) -> Path:
     """The pack's file (or folder); from stdin, a temporary copy that ``cleanup`` removes."""
     if options.pack is None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        spooled = Path(tempfile.mkstemp(prefix=".pixi-unpack-stdin-", suffix=".tar", dir=output_dir)[1])
+        fd, spooled = tempfiles.create_file(output_dir, "pixi-unpack-stdin", ".tar")
         cleanup.callback(spooled.unlink, missing_ok=True)
-        with open(spooled, "wb") as out:
+        with open(fd, "wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
         return spooled
     if not options.pack.exists():
@@ -107,8 +140,9 @@ def _pack_path(options: UnpackOptions, output_dir: Path, cleanup: ExitStack) -> 
 
 def _make_build_dir(output_dir: Path, env_name: str, cleanup: ExitStack) -> Path:
     """A temporary sibling of the environment's folder, removed by ``cleanup`` unless renamed first."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f".{env_name}.", suffix=".partial", dir=output_dir))
+    for stale in tempfiles.remove_stale(output_dir, env_name):
+        logger.debug("removed %s, left by an interrupted run", stale)
+    build_dir = tempfiles.create_dir(output_dir, env_name)
     cleanup.callback(shutil.rmtree, build_dir, ignore_errors=True)
     return build_dir
 
