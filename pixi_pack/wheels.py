@@ -291,9 +291,7 @@ def verify_wheels(reader: PackReader, names: Sequence[str], expected: Mapping[st
     """Check every wheel against the sha256 recorded at pack time; both lists must agree exactly."""
     if expected is None:
         if names:
-            logger.warning(
-                "warning: the pack records no wheel hashes (made by another pixi-pack?): not verified"
-            )
+            logger.warning("the pack records no wheel hashes (made by another pixi-pack?): not verified")
         return
     by_file = {PurePosixPath(n).name: n for n in names}
     missing = sorted(set(expected) - set(by_file))
@@ -340,9 +338,7 @@ def install_wheel(
     for warning in caught:
         # installer's own deprecations concern us, not the user.
         developer = issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning))
-        logger.log(
-            logging.DEBUG if developer else logging.WARNING, "warning: %s: %s", file_name, warning.message
-        )
+        logger.log(logging.DEBUG if developer else logging.WARNING, "%s: %s", file_name, warning.message)
 
 
 class _Owners:
@@ -430,7 +426,7 @@ class _EnvironmentDestination(SchemeDictionaryDestination):
             msg = f"could not install wheel {self._wheel}: {relative} is a folder in the environment"
             raise InstallError(msg)
         owner = self._owners.owner(relative) or "the environment"
-        logger.warning("warning: wheel %s replaces %s from %s", self._wheel, relative, owner)
+        logger.warning("wheel %s replaces %s from %s", self._wheel, relative, owner)
         target.unlink()
 
     def finalize_installation(

@@ -140,7 +140,11 @@ def test_a_download_that_does_not_fit_its_slot_fails_cleanly(
 
 
 def test_damaged_cache_entries_are_fetched_again(
-    tmp_path: Path, served_channel: str, channel: Channel, http_server: HttpServer
+    tmp_path: Path,
+    served_channel: str,
+    channel: Channel,
+    http_server: HttpServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = _project(
         tmp_path, [conda(p, served_channel) for p in channel.packages.values()], served_channel
@@ -158,6 +162,7 @@ def test_damaged_cache_entries_are_fetched_again(
     requests = len(http_server.requests)
     assert pack_main([str(project), "-p", "linux-64", "-o", str(second), "--use-cache", str(cache)]) == 0
     assert len(http_server.requests) == requests + 2
+    assert f"\nwarning: cached {same_size} is damaged, downloading it again\n" in capsys.readouterr().err
     assert second.read_bytes() == first.read_bytes()
     assert same_size.read_bytes() == channel.packages["hello"].path.read_bytes()
 

@@ -308,7 +308,7 @@ def test_a_wheel_replaces_a_conda_file_with_a_warning(tmp_path: Path, logs: pyte
     build = _install(tmp_path, [wheel], files=conda_file)
     assert (build / "lib/python3.11/site-packages/six.py").read_text() == "WHEEL = True\n"
     assert "six.py" in _record(build, "clash-1.0.dist-info")
-    message = "warning: wheel clash-1.0-py3-none-any.whl replaces lib/python3.11/site-packages/six.py"
+    message = "wheel clash-1.0-py3-none-any.whl replaces lib/python3.11/site-packages/six.py"
     assert f"{message} from conda package python-3.11.7-h0_0" in logs.messages
 
 
