@@ -20,11 +20,11 @@ def load_config(path: Path | None, auth_file: Path | None = None) -> MirrorConfi
     if path is None:
         return MirrorConfig(auth_file=auth_file)
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(path.read_bytes().decode("utf-8"))
     except OSError as exc:
         msg = f"could not read config file {path}: {exc.strerror or exc}"
         raise PixiPackError(msg) from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
         msg = f"failed to parse config file {path}: {exc}"
         raise PixiPackError(msg) from exc
     mirrors = data.get("mirrors", {})
@@ -37,8 +37,19 @@ def load_config(path: Path | None, auth_file: Path | None = None) -> MirrorConfi
     if not isinstance(s3, dict) or not all(isinstance(v, dict) for v in s3.values()):
         msg = f"failed to parse config file {path}: [s3-options] must be a table of tables"
         raise PixiPackError(msg)
-    concurrency = data.get("concurrency", {}).get("downloads", DEFAULT_CONCURRENCY)
-    if not isinstance(concurrency, int) or concurrency < 1:
+    for bucket, options in s3.items():
+        for key, kind in (("endpoint-url", str), ("region", str), ("force-path-style", bool)):
+            if key in options and not isinstance(options[key], kind):
+                msg = (
+                    f"failed to parse config file {path}: s3-options.{bucket}.{key} must be a {kind.__name__}"
+                )
+                raise PixiPackError(msg)
+    table = data.get("concurrency", {})
+    if not isinstance(table, dict):
+        msg = f"failed to parse config file {path}: [concurrency] must be a table"
+        raise PixiPackError(msg)
+    concurrency = table.get("downloads", DEFAULT_CONCURRENCY)
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         msg = f"failed to parse config file {path}: concurrency.downloads must be a positive integer"
         raise PixiPackError(msg)
     return MirrorConfig(

@@ -361,21 +361,60 @@ def _reason(candidate: str, url: str, reason: str) -> str:
 
 
 def load_auth_file(path: Path | None) -> Mapping[str, Mapping[str, Any]]:
-    """Read a rattler authentication file (``--auth-file`` or ``$RATTLER_AUTH_FILE``): host -> credentials."""
+    """Read a rattler authentication file (``--auth-file`` or ``$RATTLER_AUTH_FILE``): host -> credentials.
+
+    Every credential pixi-pack uses is checked for its type here; unknown kinds are ignored.
+    """
     if path is None:
         env = os.environ.get("RATTLER_AUTH_FILE")
         if not env:
             return {}
         path = Path(env)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        msg = f"could not read authentication file {path}: {exc}"
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        msg = f"could not read authentication file {path}: {exc.strerror or exc}"
+        raise PixiPackError(msg) from exc
+    except (ValueError, RecursionError) as exc:
+        msg = f"could not read authentication file {path}: not valid JSON ({exc})"
         raise PixiPackError(msg) from exc
     if not isinstance(data, dict):
         msg = f"could not read authentication file {path}: expected a JSON object of host -> credentials"
         raise PixiPackError(msg)
+    for host, credentials in data.items():
+        _check_credentials(path, host, credentials)
     return data
+
+
+_CREDENTIAL_FIELDS = {
+    "BearerToken": None,
+    "CondaToken": None,
+    "BasicHTTP": {"username": True, "password": True},
+    "S3Credentials": {"access_key_id": True, "secret_access_key": True, "session_token": False},
+}
+"""Each kind of credential: a string (None), or an object of string fields (required or not)."""
+
+
+def _check_credentials(path: Path, host: str, credentials: object) -> None:
+    def fail(field: str, wanted: str) -> PixiPackError:
+        return PixiPackError(f"could not read authentication file {path}: {field} must be {wanted}")
+
+    if not isinstance(credentials, dict):
+        raise fail(json.dumps(host), "an object of credentials")
+    for kind, fields in _CREDENTIAL_FIELDS.items():
+        if kind not in credentials:
+            continue
+        value = credentials[kind]
+        where = f"{json.dumps(host)}.{kind}"
+        if fields is None:
+            if not isinstance(value, str):
+                raise fail(where, "a string")
+            continue
+        if not isinstance(value, dict):
+            raise fail(where, "an object")
+        for name, required in fields.items():
+            if (required or value.get(name) is not None) and not isinstance(value.get(name), str):
+                raise fail(f"{where}.{name}", "a string")
 
 
 def _credentials_for(auth: Mapping[str, Mapping[str, Any]], host: str) -> Mapping[str, Any] | None:
