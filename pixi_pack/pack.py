@@ -396,7 +396,7 @@ def _assemble(
         from .selfextract import sh_payload_offset
 
         assert layout.length is not None  # every size is known
-        base = sh_payload_offset(layout.length)
+        base = sh_payload_offset(layout.length, pyz.stat().st_size)
     _reserve(fd, base + (layout.length or layout.placed_end))
     fetched_first = {f.name for f in staged}
     rest = [f for f in files if f.name not in fetched_first]

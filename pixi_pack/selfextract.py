@@ -55,6 +55,12 @@ pixi_pack_python_ok() {{
 }}
 
 pixi_pack_main() {{
+    # A truncated download, named as one (without wc, as on a bare PATH, Python's checks still apply).
+    size=$(wc -c < "$0" 2>/dev/null) && size=$(echo $size) || size=
+    if [ -n "$size" ] && [ "$size" != {total} ]; then
+        echo "error: $0 is $size bytes, not {total}: an incomplete or damaged download; download it again" >&2
+        exit 1
+    fi
     if [ -n "${{PIXI_PACK_PYTHON:-}}" ]; then
         if ! pixi_pack_python_ok "$PIXI_PACK_PYTHON"; then
             echo "error: PIXI_PACK_PYTHON=$PIXI_PACK_PYTHON is not a working Python >= 3.9" >&2
@@ -185,10 +191,20 @@ def write_executable(payload: Path, pyz: Path, destination: BinaryIO, *, windows
         _write_sh(payload, pyz, destination, sha256=sha256, length=length)
 
 
-def render_sh_stub(*, sha256: str, length: int) -> bytes:
-    """The sh stub for a tar of ``length`` bytes, which starts right after the stub."""
+def render_sh_stub(*, sha256: str, length: int, zipapp_length: int) -> bytes:
+    """The sh stub for a tar of ``length`` bytes, which starts right after the stub, and a zipapp after it.
+
+    The stub checks the file's whole size first, so a truncated download is named as one instead of
+    failing inside Python.
+    """
     return _fixed_point(
-        lambda offset: SH_STUB.format(offset=offset, offset_1=offset + 1, length=length, sha256=sha256)
+        lambda offset: SH_STUB.format(
+            offset=offset,
+            offset_1=offset + 1,
+            length=length,
+            sha256=sha256,
+            total=offset + length + zipapp_length,
+        )
     )
 
 
@@ -219,26 +235,27 @@ def _fixed_point(render: Callable[[int], str]) -> bytes:
 
 
 def _write_sh(payload: Path, pyz: Path, destination: BinaryIO, *, sha256: str, length: int) -> None:
-    destination.write(render_sh_stub(sha256=sha256, length=length))
+    destination.write(render_sh_stub(sha256=sha256, length=length, zipapp_length=pyz.stat().st_size))
     for part in (payload, pyz):
         with open(part, "rb") as source:
             shutil.copyfileobj(source, destination, CHUNK_SIZE)
 
 
-def sh_payload_offset(length: int) -> int:
+def sh_payload_offset(length: int, zipapp_length: int) -> int:
     """Where a payload of ``length`` bytes starts in ``environment.sh``: right after the stub."""
-    return len(render_sh_stub(sha256=_NO_SHA256, length=length))
+    return len(render_sh_stub(sha256=_NO_SHA256, length=length, zipapp_length=zipapp_length))
 
 
 def complete_sh(fd: int, length: int, pyz: Path) -> None:
     """Finish an ``environment.sh`` assembled in place: its payload of ``length`` bytes is already at
     :func:`sh_payload_offset`; the zipapp goes after it, then the stub with the payload's sha256 before it.
     """
-    offset = sh_payload_offset(length)
+    zipapp_length = pyz.stat().st_size
+    offset = sh_payload_offset(length, zipapp_length)
     with open(pyz, "rb") as source:
-        copy_range(source.fileno(), 0, fd, offset + length, os.fstat(source.fileno()).st_size)
+        copy_range(source.fileno(), 0, fd, offset + length, zipapp_length)
     sha256 = hash_stream(RangeReader(fd, offset, length)).sha256
-    write_at(fd, render_sh_stub(sha256=sha256, length=length), 0)
+    write_at(fd, render_sh_stub(sha256=sha256, length=length, zipapp_length=zipapp_length), 0)
 
 
 def _write_ps1(payload: Path, pyz: Path, destination: BinaryIO, *, sha256: str, length: int) -> None:

@@ -133,7 +133,11 @@ def run_fake(
 def test_sh_layout(fake_zipapp: Path, tmp_path: Path) -> None:
     script = write_file(tmp_path / "out", PAYLOAD, fake_zipapp)
     data = script.read_bytes()
-    stub = selfextract.render_sh_stub(sha256=hashlib.sha256(PAYLOAD).hexdigest(), length=len(PAYLOAD))
+    stub = selfextract.render_sh_stub(
+        sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+        length=len(PAYLOAD),
+        zipapp_length=fake_zipapp.stat().st_size,
+    )
     assert data == stub + PAYLOAD + fake_zipapp.read_bytes()
     assert f"--payload-offset {len(stub)} --payload-length {len(PAYLOAD)} ".encode() in stub
     assert stub.startswith(b"#!/bin/sh\n")
@@ -144,13 +148,14 @@ def test_sh_layout(fake_zipapp: Path, tmp_path: Path) -> None:
 
 def test_sh_stub_offset_is_its_own_length() -> None:
     for length in (0, 9, 10**9, 10**12):
-        stub = selfextract.render_sh_stub(sha256="0" * 64, length=length)
+        stub = selfextract.render_sh_stub(sha256="0" * 64, length=length, zipapp_length=1000)
         assert f"--payload-offset {len(stub)} ".encode() in stub
+        assert f'"$size" != {len(stub) + length + 1000} ]'.encode() in stub
         assert f"from byte {len(stub) + 1} ".encode() in stub
 
 
 def test_sh_stub_golden() -> None:
-    stub = selfextract.render_sh_stub(sha256="ab" * 32, length=123456789)
+    stub = selfextract.render_sh_stub(sha256="ab" * 32, length=123456789, zipapp_length=987654)
     check_golden("environment.sh.stub", stub)
 
 
@@ -179,6 +184,21 @@ def test_sh_exit_status_is_the_unpackers(
     result, report = run_fake(shell, script, [], tmp_path, PATH=f"{python_bin}:{SYSTEM_PATH}", FAKE_EXIT="3")
     assert result.returncode == 3
     assert not Path(report["shiv_root"]).exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("change", ["truncated", "appended"])
+def test_sh_an_incomplete_download_says_so(
+    shell: list[str], change: str, fake_zipapp: Path, python_bin: Path, tmp_path: Path
+) -> None:
+    script = write_file(tmp_path / "out", PAYLOAD, fake_zipapp)
+    data = script.read_bytes()
+    script.write_bytes(data[: len(data) // 2] if change == "truncated" else data + b"x")
+    result, report = run_fake(shell, script, [], tmp_path, PATH=f"{python_bin}:{SYSTEM_PATH}")
+    assert result.returncode == 1 and report == {}  # Python never ran
+    size = len(data) // 2 if change == "truncated" else len(data) + 1
+    expected = f"error: {script} is {size} bytes, not {len(data)}: an incomplete or damaged download"
+    assert result.stderr.startswith(expected), result.stderr
 
 
 def test_sh_relative_invocation(fake_zipapp: Path, python_bin: Path, tmp_path: Path) -> None:
@@ -265,7 +285,7 @@ def test_zipapp_found_after_a_huge_payload(tmp_path: Path) -> None:
     """Zip readers find the zipapp even past 4 GiB of payload (a sparse file here)."""
     script = tmp_path / "huge.sh"
     with open(script, "wb") as out:
-        out.write(selfextract.render_sh_stub(sha256="0" * 64, length=5 << 30))
+        out.write(selfextract.render_sh_stub(sha256="0" * 64, length=5 << 30, zipapp_length=0))
         out.seek(5 << 30, os.SEEK_CUR)
         out.write(zipapp_path().read_bytes())
     result = subprocess.run(
