@@ -314,8 +314,25 @@ def write_zipapp(tree: Path, target: Path, epoch: int) -> None:
                 _add(archive, f"_bootstrap/{path.name}", path.read_bytes(), date_time)
             _add(archive, "environment.json", environment.to_json().encode(), date_time)
             main = MAIN_TEMPLATE.format(module="_bootstrap", fn="bootstrap")
-            _add(archive, "__main__.py", main.encode(), date_time)
+            _add(archive, "__main__.py", _with_version_check(main).encode(), date_time)
     target.chmod(0o755)
+
+
+VERSION_CHECK = """import sys
+if sys.version_info < (3, 9):
+    sys.stderr.write(
+        "error: pixi-pack needs Python >= 3.9, and %s is Python %d.%d: run it with a newer python\\n"
+        % (sys.executable, sys.version_info[0], sys.version_info[1])
+    )
+    sys.exit(1)
+"""
+"""Runs before anything else, in syntax any Python reads: the bootstrap and the dependencies would fail
+under an old Python with a SyntaxError or a TypeError deep inside urllib3."""
+
+
+def _with_version_check(main: str) -> str:
+    coding, _, rest = main.partition("\n")
+    return f"{coding}\n{VERSION_CHECK}{rest}"
 
 
 def _add(archive: zipfile.ZipFile, name: str, data: bytes, date_time: DateTime) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import base64
 import hashlib
-import os
 import re
 import shutil
 import tempfile

@@ -332,3 +332,19 @@ def test_pins_cover_every_target() -> None:
     targets = sorted(module.native_target(name) for name in pins if name.startswith("zstandard-"))
     assert targets == sorted(f"{t}-{p}" for t in PYTHON_TAGS for p in NATIVE_PLATFORMS)
     assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in pins.values())
+
+
+_OLD_PYTHONS = sorted(Path.home().glob(".pyenv/versions/[23].[0-8].*/bin/python"))
+
+
+@pytest.mark.skipif(not _OLD_PYTHONS, reason="no Python older than 3.9 under ~/.pyenv/versions")
+@pytest.mark.parametrize("python", _OLD_PYTHONS, ids=lambda p: p.parent.parent.name)
+def test_an_old_python_gets_one_clear_line(python: Path) -> None:
+    result = subprocess.run(
+        [str(python), str(zipapp_path()), "pack", "--help"], capture_output=True, text=True, check=False
+    )
+    version = python.parent.parent.name.rsplit(".", 1)[0]
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: pixi-pack needs Python >= 3.9, and {python} is Python {version}: run it with a newer python\n"
+    )
