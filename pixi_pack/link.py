@@ -35,7 +35,7 @@ from .condameta import (
     start_prefix,
     write_json_atomically,
 )
-from .errors import ArchiveError, InstallError, PixiPackError
+from .errors import InstallError, PixiPackError
 from .extract import Member, TreeWriter, invalid_package, iter_payload, link_stays_inside
 from .hashing import HashingReader, Readable
 from .models import PackageSource
@@ -344,11 +344,14 @@ class _PackageInstaller:
     def _symlink(self, member: Member, entry: PathEntry, installed: str) -> None:
         final = self.package.final[entry.path]
         if not link_stays_inside(final, member.target):
-            msg = (
-                f"{self.file_name} holds a symlink that points outside the environment: "
-                f"{final} -> {member.target}; refusing to install it"
+            # conda and rattler install these (rattler's default ExternalSymlinkPolicy); nothing is ever
+            # written through one, as TreeWriter refuses any path that goes through a symlink.
+            logger.warning(
+                "%s: the symlink %s points outside the environment (-> %s); installed as it is",
+                self.package.dist,
+                final,
+                member.target,
             )
-            raise ArchiveError(msg)
         self.writer.symlink(installed, member.target, member.mtime)
         target_hash = hashlib.sha256(member.target.encode("utf-8", "surrogateescape")).hexdigest()
         kind = "softlink" if entry.path_type in ("softlink", "") else entry.path_type

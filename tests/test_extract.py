@@ -243,12 +243,6 @@ def test_conda_member_order_does_not_matter(tmp_path: Path) -> None:
 HOSTILE = [
     ("absolute path", [member("/tmp/pwned")], "absolute path"),
     ("parent path", [member("lib/../../pwned")], "outside the package"),
-    (
-        "symlink escaping",
-        [member("lib/x", None, type=tarfile.SYMTYPE, linkname="../../etc")],
-        "points outside",
-    ),
-    ("absolute symlink", [member("x", None, type=tarfile.SYMTYPE, linkname="/etc/passwd")], "points outside"),
     ("empty symlink", [member("x", None, type=tarfile.SYMTYPE, linkname="")], "empty target"),
     ("device file", [member("dev/sda", None, type=tarfile.BLKTYPE)], "device file"),
     ("char device", [member("dev/null", None, type=tarfile.CHRTYPE)], "device file"),
@@ -316,6 +310,26 @@ def test_hostile_member_is_refused_and_nothing_is_left(
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "outside"])
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["conda", "tar.bz2"])
+@pytest.mark.parametrize(
+    ("path", "target"), [("lib/x", "../../etc"), ("x", "/etc/passwd")], ids=["escaping", "absolute"]
+)
+def test_external_symlink_is_installed_with_a_warning(
+    tmp_path: Path, fmt: str, path: str, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As conda and rattler (default ExternalSymlinkPolicy) do; the link is made, never followed."""
+    payload = [member("good/first.txt", b"fine"), member(path, None, type=tarfile.SYMTYPE, linkname=target)]
+    write = write_conda if fmt == "conda" else write_tar_bz2
+    package = write(tmp_path / f"evil-1-0.{fmt}", payload, paths=listed(payload))
+    out = tmp_path / "out"
+    install(package, out)
+    assert (out / path).readlink().as_posix() == target
+    assert (out / "good" / "first.txt").read_bytes() == b"fine"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"evil-1-0: the symlink {path} points outside the environment (-> {target}); installed as it is"
+    ]
 
 
 @pytest.mark.parametrize(

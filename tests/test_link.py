@@ -485,17 +485,25 @@ def test_noarch_python_without_python(tmp_path: Path) -> None:
     assert not (tmp_path / "env").exists()
 
 
-def test_symlink_out_of_the_prefix_is_refused(tmp_path: Path) -> None:
-    package = build_package(
-        tmp_path / "b", "sneaky", files={"lib/ok": "1", "lib/escape": Symlink("../../etc/passwd")}
+def test_symlink_out_of_the_prefix_is_installed_and_never_written_through(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """conda and rattler install a link leading out; a later package's file below it goes to __clobbers__."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    linking = build_package(
+        tmp_path / "b", "sneaky", files={"lib/ok": "1", "lib/escape": Symlink("../../outside")}
     )
-    build = tmp_path / "env"
-    with pytest.raises(
-        ArchiveError,
-        match=re.escape("sneaky-1.0-0.conda holds a symlink that points outside the environment: lib/escape"),
-    ):
-        install_packages(built([package]), build, build, PLATFORM)
-    assert not build.exists()
+    env = tmp_path / "env"
+    install_packages(built([linking]), env, env, PLATFORM)
+    assert (env / "lib" / "escape").readlink().as_posix() == "../../outside"
+    assert "sneaky-1.0-0: the symlink lib/escape points outside the environment" in caplog.text
+
+    through = build_package(tmp_path / "c", "through", files={"lib/escape/pwned": "x"})
+    again = tmp_path / "again"
+    install_packages(built([linking, through]), again, again, PLATFORM)
+    assert list(outside.iterdir()) == []
+    assert (again / "__clobbers__" / "through" / "lib" / "escape" / "pwned").read_text() == "x"
 
 
 def test_noarch_symlink_is_checked_at_its_installed_place(
