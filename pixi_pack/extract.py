@@ -78,7 +78,7 @@ class PackageInfo:
         """The parsed JSON file ``info/<name>``; raises :class:`ArchiveError` if it is not JSON."""
         try:
             return json.loads(self.files[name])
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise invalid_package(file_name, f"info/{name} is not valid JSON ({exc})") from exc
 
     def text(self, name: str) -> str | None:
@@ -412,7 +412,7 @@ def _info_complete(files: Mapping[str, bytes]) -> bool:
         return False
     try:
         noarch = json.loads(files["index.json"]).get("noarch")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return True
     return noarch != "python" or "link.json" in files
 

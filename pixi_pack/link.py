@@ -325,6 +325,11 @@ class _PackageInstaller:
                 self.file_name,
                 f"info/paths.json says {member.path} is a symlink but the archive holds {what}",
             )
+        if member.kind == "file" and entry.size is not None and member.size != entry.size:
+            raise invalid_package(
+                self.file_name,
+                f"info/paths.json says {member.path} is {entry.size} bytes but the archive holds {member.size}",
+            )
         if member.kind != "directory" and member.path in self.listed_inside:
             # The plan would send the inner path to __clobbers__, but one package cannot mean both.
             inner = self.listed_inside[member.path]

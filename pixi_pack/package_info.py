@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ArchiveError
 from .extract import PackageInfo, invalid_package, normalize_member_path, read_info
 from .models import PackageSource
+from .records import RecordError, check_index, check_sha256, check_size
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
@@ -82,56 +84,96 @@ def load_package(source: PackageSource) -> Package:
     """Read a package's ``info/`` and parse what installing it needs."""
     with source.open() as stream:
         info = read_info(stream, source.file_name)
-    index = info.json("index.json", source.file_name)
-    if not isinstance(index, dict) or not all(
-        isinstance(index.get(k), str) for k in ("name", "version", "build")
-    ):
-        raise invalid_package(source.file_name, "info/index.json lacks name, version or build")
+    index = parse_index_json(info.json("index.json", source.file_name), source.file_name)
     if "paths.json" in info.files:
         entries = parse_paths_json(info.json("paths.json", source.file_name), source.file_name)
     else:
         entries = parse_legacy_paths(info, source.file_name)
-    entry_points = _entry_points(info, source.file_name) if index.get("noarch") == "python" else []
+    entry_points = (
+        parse_link_json(info.json("link.json", source.file_name), source.file_name)
+        if index.get("noarch") == "python" and "link.json" in info.files
+        else []
+    )
     return Package(source, index, info, entries, entry_points)
 
 
-def _entry_points(info: PackageInfo, file_name: str) -> list[EntryPoint]:
-    """The ``noarch.entry_points`` of ``info/link.json``, if there is one."""
-    if "link.json" not in info.files:
+def parse_index_json(document: object, file_name: str) -> dict[str, Any]:
+    """``info/index.json`` with every field that is used checked, as a repodata record's are."""
+    if not isinstance(document, dict):
+        raise invalid_package(file_name, "info/index.json is not a JSON object")
+    try:
+        return check_index(document)
+    except RecordError as exc:
+        raise invalid_package(file_name, f"info/index.json: {exc}") from exc
+
+
+def parse_link_json(document: object, file_name: str) -> list[EntryPoint]:
+    """The ``noarch.entry_points`` of an ``info/link.json`` document."""
+    if not isinstance(document, dict):
+        raise invalid_package(file_name, "info/link.json is not a JSON object")
+    noarch = document.get("noarch")
+    if noarch is None:
         return []
-    link = info.json("link.json", file_name)
-    noarch = link.get("noarch") if isinstance(link, dict) else None
-    specs = noarch.get("entry_points", []) if isinstance(noarch, dict) else []
-    return [parse_entry_point(str(spec), file_name) for spec in specs or []]
+    if not isinstance(noarch, dict):
+        raise invalid_package(file_name, f"info/link.json: field 'noarch' must be an object, not {noarch!r}")
+    specs = noarch.get("entry_points") or []
+    if not isinstance(specs, list) or not all(isinstance(spec, str) for spec in specs):
+        raise invalid_package(
+            file_name, "info/link.json: field 'noarch.entry_points' must be a list of strings"
+        )
+    return [parse_entry_point(spec, file_name) for spec in specs]
+
+
+_PATH_TYPES = ("hardlink", "softlink", "directory")
+_FILE_MODES = ("text", "binary")
 
 
 def parse_paths_json(document: object, file_name: str) -> list[PathEntry]:
-    """The entries of an ``info/paths.json`` document; their paths are checked, not trusted."""
+    """The entries of an ``info/paths.json`` document: every field's type checked, no path trusted."""
     entries = document.get("paths") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise invalid_package(file_name, "info/paths.json has no 'paths' list")
-    result = []
-    for item in entries:
-        if not isinstance(item, dict) or not isinstance(item.get("_path"), str):
-            raise invalid_package(file_name, "info/paths.json has an entry without '_path'")
-        path_type = item.get("path_type", "hardlink")
-        if path_type not in ("hardlink", "softlink", "directory"):
-            raise invalid_package(
-                file_name, f"info/paths.json gives {item['_path']} the unknown type {path_type!r}"
-            )
-        placeholder = item.get("prefix_placeholder")
-        result.append(
-            PathEntry(
-                path=_safe_path(item["_path"], file_name),
-                path_type=path_type,
-                sha256=item.get("sha256"),
-                size=item.get("size_in_bytes"),
-                placeholder=placeholder,
-                file_mode=item.get("file_mode", "text") if placeholder else None,
-                no_link=bool(item.get("no_link", False)),
-            )
-        )
-    return result
+    return [_path_entry(item, i, file_name) for i, item in enumerate(entries)]
+
+
+def _path_entry(item: object, i: int, file_name: str) -> PathEntry:
+    if not isinstance(item, dict) or not isinstance(item.get("_path"), str):
+        raise invalid_package(file_name, f"info/paths.json: entry {i} has no '_path' string")
+    path = _safe_path(item["_path"], file_name)
+
+    def bad(field: str, problem: str) -> ArchiveError:
+        return invalid_package(file_name, f"info/paths.json: {path}: field {field!r} {problem}"[:400])
+
+    path_type = item.get("path_type", "hardlink")
+    if path_type not in _PATH_TYPES:
+        raise bad("path_type", f"must be one of {', '.join(_PATH_TYPES)}, not {path_type!r}")
+    sha256 = item.get("sha256")
+    size = item.get("size_in_bytes")
+    try:
+        sha256 = None if sha256 is None else check_sha256(sha256)
+        size = None if size is None else check_size(size)
+    except RecordError as exc:
+        raise invalid_package(file_name, f"info/paths.json: {path}: {exc}") from exc
+    placeholder = item.get("prefix_placeholder")
+    if placeholder is not None and (
+        not isinstance(placeholder, str) or not placeholder or "\0" in placeholder
+    ):
+        raise bad("prefix_placeholder", f"must be a non-empty string, not {placeholder!r}")
+    file_mode = item.get("file_mode", "text")
+    if placeholder and file_mode not in _FILE_MODES:
+        raise bad("file_mode", f"must be text or binary, not {file_mode!r}")
+    no_link = item.get("no_link", False)
+    if not isinstance(no_link, bool):
+        raise bad("no_link", f"must be true or false, not {no_link!r}")
+    return PathEntry(
+        path=path,
+        path_type=path_type,
+        sha256=sha256,
+        size=size,
+        placeholder=placeholder,
+        file_mode=file_mode if placeholder else None,
+        no_link=no_link,
+    )
 
 
 def parse_legacy_paths(info: PackageInfo, file_name: str) -> list[PathEntry]:

@@ -171,12 +171,9 @@ def _check_number(value: object, field: str) -> object:
     return value
 
 
-def check_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A repodata record with every checked field of the right type and grammar (hashes lower-cased).
-
-    ``name``, ``version`` and ``build`` must be there. A record must carry a sha256 or an md5: without
-    either, nothing ties the file to the record.
-    """
+def check_index(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A package's ``info/index.json`` (or a record) with every checked field of the right type and
+    grammar (hashes lower-cased); ``name``, ``version`` and ``build`` must be there."""
     checked = dict(record)
     for field in ("name", "version", "build"):
         if field not in record:
@@ -185,6 +182,13 @@ def check_record(record: Mapping[str, Any]) -> dict[str, Any]:
         value = record.get(field)
         if value is not None:
             checked[field] = check(value, field)
+    return checked
+
+
+def check_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A repodata record checked as :func:`check_index` does, which must also carry a sha256 or an
+    md5: without either, nothing ties the file to the record."""
+    checked = check_index(record)
     if not checked.get("sha256") and not checked.get("md5"):
         raise RecordError("sha256", "is missing, and so is md5: nothing could verify the package")
     return checked
