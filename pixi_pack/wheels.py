@@ -10,6 +10,9 @@ their schemes, console/gui scripts (Windows launchers for Windows targets), ``IN
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import logging
 import os
@@ -19,7 +22,7 @@ import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -29,7 +32,7 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.exceptions import InstallerError
 from installer.records import RecordEntry
 from installer.scripts import Script
-from installer.sources import WheelFile
+from installer.sources import WheelContentElement, WheelFile
 from installer.utils import Scheme, construct_record_file
 
 from .archive import PackReader
@@ -327,9 +330,11 @@ def install_wheel(
     try:
         with reader.open(name) as stream, zipfile.ZipFile(stream) as archive:
             archive.filename = file_name  # installer reads the project name and version from it
+            source = _RecordCheckedWheel(archive, file_name)
+            source.validate_record(validate_contents=False)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                install(WheelFile(archive), destination, {"INSTALLER": f"{INSTALLER_NAME}\n".encode()})
+                install(source, destination, {"INSTALLER": f"{INSTALLER_NAME}\n".encode()})
     except PixiPackError:
         raise
     except (InstallerError, ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
@@ -339,6 +344,79 @@ def install_wheel(
         # installer's own deprecations concern us, not the user.
         developer = issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning))
         logger.log(logging.DEBUG if developer else logging.WARNING, "%s: %s", file_name, warning.message)
+
+
+class _RecordCheckedWheel(WheelFile):
+    """A wheel whose files are checked against ``RECORD`` as they are installed, in the same pass.
+
+    ``validate_record(validate_contents=False)`` first refuses a file that ``RECORD`` does not list,
+    or lists without a hash and size; each file's stream then checks its hash and size at its end.
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, file_name: str) -> None:
+        super().__init__(archive)
+        self._file_name = file_name
+
+    def get_contents(self) -> Iterator[WheelContentElement]:
+        record_path = f"{self.dist_info_dir}/RECORD"
+        for elements, stream, is_executable in super().get_contents():
+            if elements[0] == record_path:
+                yield elements, stream, is_executable
+                continue
+            entry = RecordEntry.from_elements(*elements)
+            yield (
+                elements,
+                cast("BinaryIO", _RecordCheckedStream(stream, entry, self._file_name)),
+                is_executable,
+            )
+
+
+class _RecordCheckedStream:
+    """Reads a wheel member while hashing it; at its end, the hash and size must be RECORD's."""
+
+    def __init__(self, stream: BinaryIO, entry: RecordEntry, wheel: str) -> None:
+        assert entry.hash_ is not None and entry.size is not None  # validate_record saw to it
+        self._stream = stream
+        self._entry = entry
+        self._wheel = wheel
+        try:
+            self._hash = hashlib.new(entry.hash_.name)
+        except ValueError as exc:
+            msg = f"refusing wheel {wheel}: RECORD hashes {entry.path} with the unknown {entry.hash_.name!r}"
+            raise InstallError(msg) from exc
+        self._size = 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Back to the start (installer does so to look for a ``#!python`` line), hashing anew."""
+        if (offset, whence) != (0, 0):
+            raise io.UnsupportedOperation("only seek(0) is supported")
+        self._stream.seek(0)
+        self._hash = hashlib.new(self._hash.name)
+        self._size = 0
+        return 0
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self._stream.readline(size)
+        self._hash.update(data)
+        self._size += len(data)
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if data:
+            self._hash.update(data)
+            self._size += len(data)
+            return data
+        entry = self._entry
+        assert entry.hash_ is not None
+        value = base64.urlsafe_b64encode(self._hash.digest()).decode("ascii").rstrip("=")
+        if value != entry.hash_.value or self._size != entry.size:
+            msg = (
+                f"refusing wheel {self._wheel}: {entry.path} does not match RECORD "
+                f"({self._size} bytes, RECORD says {entry.size} and {entry.hash_}); the wheel is damaged or altered"
+            )
+            raise InstallError(msg)
+        return data
 
 
 class _Owners:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,52 @@ def test_a_wheel_cannot_write_outside_the_environment(tmp_path: Path) -> None:
     with pytest.raises(InstallError, match="would be written outside the environment"):
         _install(tmp_path, [evil])
     assert not list(tmp_path.rglob("escape.py"))
+
+
+def _altered(wheel: BuiltWheel, members: Mapping[str, bytes | None]) -> BuiltWheel:
+    """``wheel`` with members replaced, added (a new name) or dropped (None); RECORD left as it was."""
+    with zipfile.ZipFile(wheel.path) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    for name, data in members.items():
+        if data is None:
+            del contents[name]
+        else:
+            contents[name] = data
+    path = wheel.path.parent / "altered" / wheel.file_name
+    path.parent.mkdir(exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return BuiltWheel(path, wheel.file_name, wheel.name, wheel.version, digest)
+
+
+_INIT = "my_tool/__init__.py"
+_RECORD = "my_tool-0.3.dist-info/RECORD"
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (
+            {_INIT: TOOL_SOURCE.replace("def", "fed").encode()},
+            rf"{_INIT} does not match RECORD \({len(TOOL_SOURCE)} bytes, RECORD says {len(TOOL_SOURCE)} and sha256=",
+        ),
+        ({_INIT: b"x"}, rf"{_INIT} does not match RECORD \(1 bytes, RECORD says {len(TOOL_SOURCE)}"),
+        ({"my_tool/extra.py": b"import os\n"}, "my_tool/extra.py is not mentioned in RECORD"),
+        ({_RECORD: f"{_INIT},,\n{_RECORD},,\n".encode()}, "is not included in RECORD"),
+        ({_RECORD: None}, "Unable to retrieve `RECORD`"),
+    ],
+    ids=["altered", "resized", "unlisted", "no hash", "no RECORD"],
+)
+def test_a_wheel_that_contradicts_its_record_is_refused(
+    tmp_path: Path, members: Mapping[str, bytes | None], message: str
+) -> None:
+    """What installer's validate_record refuses; pip installs these, pixi-unpack does not."""
+    wheel = _altered(_tool_wheel(tmp_path / "wheels"), members)
+    with pytest.raises(InstallError, match=message) as info:
+        _install(tmp_path, [wheel])
+    assert "my_tool-0.3-py3-none-any.whl" in str(info.value)
 
 
 # --- a real interpreter -----------------------------------------------------------------------------
