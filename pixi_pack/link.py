@@ -37,16 +37,18 @@ from .condameta import (
 )
 from .errors import InstallError, PixiPackError
 from .extract import Member, TreeWriter, invalid_package, iter_payload, link_stays_inside
-from .hashing import HashingReader, Readable
+from .hashing import HashingReader, Readable, hash_file
 from .models import PackageSource
 from .package_info import EntryPoint, Package, PathEntry, load_package
 from .plan import entry_point_paths, environment_python, plan_paths
 from .platforms import PythonInfo, is_windows
-from .prefix import prefix_for_platform, python_shebang, replace_prefix
+from .prefix import ReplacingReader, prefix_for_platform, python_shebang, replace_prefix
 
 logger = logging.getLogger("pixi_pack")
 
-#: Files up to this size are read into memory and written by the writer threads.
+#: Files with a placeholder up to this size are patched in memory; bigger ones are streamed through a
+#: :class:`~pixi_pack.prefix.ReplacingReader`, so memory stays bounded whatever a package holds.
+PATCHED_IN_MEMORY_UP_TO = 16 << 20
 
 
 # --- the whole installation ---------------------------------------------------------------------------
@@ -368,8 +370,10 @@ class _PackageInstaller:
 
     def _file(self, member: Member, entry: PathEntry, installed: str, data: bytes | Readable) -> None:
         if entry.placeholder:
-            content = data if isinstance(data, bytes) else data.read()
-            self._patched(member, entry, installed, content)
+            if isinstance(data, bytes) or member.size <= PATCHED_IN_MEMORY_UP_TO:
+                self._patched(member, entry, installed, data if isinstance(data, bytes) else data.read())
+            else:
+                self._patched_stream(member, entry, installed, data)
             return
         if isinstance(data, bytes):
             digest = entry.sha256 or hashlib.sha256(data).hexdigest()
@@ -392,15 +396,38 @@ class _PackageInstaller:
         new = replace_prefix(
             content, entry.placeholder, context.target_prefix, entry.file_mode or "text", context.platform
         )
-        if _needs_codesign(context.platform, entry, member.mode, content, new):
-            self.writer.write(installed, new, member.mode, self.patched_mtime)
-            new = _codesign(self.writer.path(installed), self.package.dist)
-        else:
-            self.writer.write(installed, new, member.mode, self.patched_mtime)
-        digest = hashlib.sha256(new).hexdigest()
+        self.writer.write(installed, new, member.mode, self.patched_mtime)
+        if _needs_codesign(context.platform, entry, member.mode, content != new, new[:4]):
+            self._codesigned(member, entry, installed)
+            return
+        self._record_patched(member, entry, installed, hashlib.sha256(new).hexdigest(), len(new))
+
+    def _patched_stream(self, member: Member, entry: PathEntry, installed: str, data: Readable) -> None:
+        assert entry.placeholder is not None
+        context = self.context
+        replacing = ReplacingReader(
+            data, entry.placeholder, context.target_prefix, entry.file_mode or "text", context.platform
+        )
+        hashing = HashingReader(replacing)
+        self.writer.write(installed, hashing, member.mode, self.patched_mtime)
+        if _needs_codesign(context.platform, entry, member.mode, replacing.changed, replacing.head):
+            self._codesigned(member, entry, installed)
+            return
+        digests = hashing.digests()
+        self._record_patched(member, entry, installed, digests.sha256, digests.size)
+
+    def _codesigned(self, member: Member, entry: PathEntry, installed: str) -> None:
+        path = self.writer.path(installed)
+        _codesign(path, self.package.dist)
+        digests = hash_file(path)
+        self._record_patched(member, entry, installed, digests.sha256, digests.size)
+
+    def _record_patched(
+        self, member: Member, entry: PathEntry, installed: str, digest: str, size: int
+    ) -> None:
         in_prefix = None if digest == entry.sha256 else digest
         self.written[member.path] = WrittenPath(
-            entry, installed, "hardlink", entry.sha256, in_prefix, len(new), True
+            entry, installed, "hardlink", entry.sha256, in_prefix, size, True
         )
 
     def _finish_deferred(self) -> None:
@@ -550,17 +577,17 @@ _MACHO_MAGIC = {
 }
 
 
-def _needs_codesign(platform: str, entry: PathEntry, mode: int, old: bytes, new: bytes) -> bool:
+def _needs_codesign(platform: str, entry: PathEntry, mode: int, changed: bool, head: bytes) -> bool:
     """macOS kills binaries whose signature a prefix rewrite broke; rattler re-signs them ad hoc."""
-    if not platform.startswith(("osx-", "ios-")) or entry.file_mode != "binary" or old == new:
+    if not platform.startswith(("osx-", "ios-")) or entry.file_mode != "binary" or not changed:
         return False
-    return bool(mode & 0o111) or new[:4] in _MACHO_MAGIC
+    return bool(mode & 0o111) or head[:4] in _MACHO_MAGIC
 
 
-def _codesign(path: Path, dist: str) -> bytes:
+def _codesign(path: Path, dist: str) -> None:
     if sys.platform != "darwin":
         logger.warning("%s: cannot re-sign %s (codesign needs macOS)", dist, path.name)
-        return path.read_bytes()
+        return
     import subprocess
 
     command = ["/usr/bin/codesign", "--sign", "-", "--force", "--preserve-metadata=entitlements", str(path)]
@@ -568,4 +595,3 @@ def _codesign(path: Path, dist: str) -> bytes:
     if result.returncode != 0:
         msg = f"could not re-sign {path.name} after replacing its prefix: {result.stderr.decode(errors='replace')}"
         raise InstallError(msg)
-    return path.read_bytes()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .errors import InstallError
+from .hashing import Readable
 from .platforms import is_windows
 
 #: Longest ``#!`` line Linux executes (``BINPRM_BUF_SIZE`` - 1); macOS allows 512.
@@ -140,3 +141,105 @@ def replace_binary_placeholder(data: bytes, placeholder: str, target_prefix: str
         start = data.find(old, end)
     out += data[done:]
     return bytes(out)
+
+
+#: The longest first line :class:`ReplacingReader` reads to rewrite a shebang (rattler reads the whole
+#: file; a streamed file whose ``#!`` line is longer than this is refused).
+SHEBANG_WINDOW = 64 << 10
+
+
+class ReplacingReader:
+    """:func:`replace_prefix` over a stream, holding one chunk and a placeholder's length at a time.
+
+    ``read`` returns the replaced bytes in pieces of any size (``b""`` only at the end); the result is
+    the same, byte for byte, as :func:`replace_prefix` over the whole file. ``changed`` says whether a
+    binary file's placeholder was replaced (its signature must then be renewed on macOS), ``head``
+    holds the first four bytes written (a Mach-O magic number).
+    """
+
+    def __init__(
+        self, source: Readable, placeholder: str, target_prefix: str, file_mode: str, platform: str
+    ) -> None:
+        prefix = prefix_for_platform(target_prefix, platform)
+        self._source = source
+        self._old, self._new = placeholder.encode(), prefix.encode()
+        self._placeholder, self._prefix, self._platform = placeholder, prefix, platform
+        self._binary = file_mode == "binary"
+        self._passthrough = self._binary and is_windows(platform)
+        if self._binary and not self._passthrough and len(self._new) > len(self._old):
+            replace_binary_placeholder(b"", placeholder, prefix)  # raises PrefixTooLongError
+        self._first_line = not self._binary and is_unix_platform(platform)
+        self._carry = b""
+        self._in_string = False
+        self._removed = 0
+        self._finished = False
+        self.changed = False
+        self.head = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._finished:
+            chunk = self._source.read(size if size > 0 else 1 << 20)
+            out = chunk if self._passthrough else self._process(chunk, eof=not chunk)
+            self._finished = not chunk
+            if out:
+                if len(self.head) < 4:
+                    self.head = (self.head + out)[:4]
+                return out
+        return b""
+
+    def _process(self, chunk: bytes, *, eof: bool) -> bytes:
+        buffer = self._carry + chunk
+        self._carry = b""
+        first = b""
+        if self._first_line and ((len(buffer) < 2 and not eof) or buffer.startswith(b"#!")):
+            end = buffer.find(b"\n")
+            if end < 0 and not eof:
+                if len(buffer) > SHEBANG_WINDOW:
+                    msg = f"its first line is longer than {SHEBANG_WINDOW} bytes, too long to rewrite as a #! line"
+                    raise InstallError(msg)
+                self._carry = buffer
+                return b""
+            if buffer.startswith(b"#!"):
+                line, buffer = (buffer, b"") if end < 0 else (buffer[:end], buffer[end:])
+                text = line.decode("utf-8", errors="replace")
+                first = rewrite_shebang(text, self._placeholder, self._prefix, self._platform).encode()
+        self._first_line = False
+        return first + (self._binary_pass(buffer, eof) if self._binary else self._text_pass(buffer, eof))
+
+    def _text_pass(self, buffer: bytes, eof: bool) -> bytes:
+        old, new = self._old, self._new
+        pieces, pos = [], 0
+        while (start := buffer.find(old, pos)) >= 0:
+            pieces += [buffer[pos:start], new]
+            pos = start + len(old)
+        return self._keep_tail(buffer, pieces, pos, eof)
+
+    def _binary_pass(self, buffer: bytes, eof: bool) -> bytes:
+        old, new = self._old, self._new
+        pieces, pos = [], 0
+        while True:
+            start = buffer.find(old, pos)
+            if self._in_string:
+                # The NUL-terminated string holding a placeholder ends at the next NUL: pad it there.
+                nul = buffer.find(b"\0", pos)
+                if nul >= 0 and (start < 0 or nul < start):
+                    pieces += [buffer[pos:nul], b"\0" * self._removed]
+                    self._in_string, self._removed, pos = False, 0, nul
+                    continue
+            if start < 0:
+                break
+            pieces += [buffer[pos:start], new]
+            self._in_string, self.changed = True, True
+            self._removed += len(old) - len(new)
+            pos = start + len(old)
+        out = self._keep_tail(buffer, pieces, pos, eof)
+        if eof and self._in_string:
+            out += b"\0" * self._removed
+        return out
+
+    def _keep_tail(self, buffer: bytes, pieces: list[bytes], pos: int, eof: bool) -> bytes:
+        """Emit up to where a placeholder could still begin; keep the rest for the next chunk."""
+        end = len(buffer) if eof else max(pos, len(buffer) - len(self._old) + 1)
+        pieces.append(buffer[pos:end])
+        self._carry = buffer[end:]
+        return b"".join(pieces)

@@ -712,3 +712,41 @@ def test_real_clobber_packages_with_python_match_rattler(
     assert_same_install(ours, theirs, ordered_paths=False)
     assert (ours / CLOBBERS_DIR / "python" / "bin" / "python").is_symlink()
     assert (ours / "bin" / "python").read_bytes() == (theirs / "bin" / "python").read_bytes()
+
+
+def _big_placeholder_files(size: int) -> dict[str, File]:
+    rng = random.Random(7)
+    block = 64 << 10
+    text, binary = bytearray(), bytearray()
+    while len(text) < size:
+        text += rng.randbytes(block // 2).hex().encode() + f"\n{PLACEHOLDER}/lib\n".encode()
+        binary += rng.randbytes(block) + f"\0{PLACEHOLDER}/lib:{PLACEHOLDER}/x\0".encode()
+    return {
+        "share/big.txt": File(b"#!" + PLACEHOLDER.encode() + b"/bin/python\n" + text, 0o755, PLACEHOLDER),
+        "lib/big.so": File(bytes(binary), 0o755, PLACEHOLDER, "binary"),
+    }
+
+
+def test_big_placeholder_files_are_streamed_and_match_rattler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above PATCHED_IN_MEMORY_UP_TO, a placeholder file is replaced while it streams: same bytes and
+    same conda-meta hashes as rattler, and memory well below the file's size."""
+    import tracemalloc
+
+    import pixi_pack.link
+
+    monkeypatch.setattr(pixi_pack.link, "PATCHED_IN_MEMORY_UP_TO", 1 << 20)
+    size = 24 << 20
+    package = build_package(tmp_path / "b", "big", files=_big_placeholder_files(size))
+    theirs, ours = tmp_path / "rattler" / "env", tmp_path / "ours" / "env"
+    rattler_install([package.path], theirs, tmp_path / "cache")
+    tracemalloc.start()
+    try:
+        install_packages(built([package]), ours, theirs, PLATFORM)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_same_install(ours, theirs)
+    assert (ours / "share" / "big.txt").read_bytes().startswith(f"#!{theirs}/bin/python\n".encode())
+    assert peak < size // 3, f"installing two {size >> 20} MiB files peaked at {peak >> 20} MiB"

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pixi_pack.errors import InstallError
 from pixi_pack.prefix import (
+    SHEBANG_WINDOW,
     PrefixTooLongError,
+    ReplacingReader,
     python_shebang,
     replace_binary_placeholder,
     replace_prefix,
@@ -153,3 +158,85 @@ def test_python_shebang_for_entry_points() -> None:
     long = "/" + "z" * 125
     assert python_shebang(long).startswith("#!/bin/sh\n")
     assert python_shebang(long[:-1]) == f"#!{long[:-1]}"
+
+
+# --- the streamed replacement ----------------------------------------------------------------------
+
+
+class _Chunked:
+    """A source that hands out at most ``sizes[i]`` bytes per read, cycling through ``sizes``."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self._data, self._sizes, self._pos, self._turn = data, sizes, 0, 0
+
+    def read(self, size: int = -1) -> bytes:
+        step = self._sizes[self._turn % len(self._sizes)]
+        self._turn += 1
+        if size > 0:
+            step = min(step, size)
+        piece = self._data[self._pos : self._pos + step]
+        self._pos += len(piece)
+        return piece
+
+
+def _stream(data: bytes, mode: str, platform: str, target: str, sizes: list[int], reads: list[int]) -> bytes:
+    reader = ReplacingReader(_Chunked(data, sizes), OLD, target, mode, platform)
+    out, turn = [], 0
+    while piece := reader.read(reads[turn % len(reads)]):
+        out.append(piece)
+        turn += 1
+    assert reader.read() == b""
+    return b"".join(out)
+
+
+_PIECES = st.sampled_from(
+    [OLD.encode(), OLD.encode()[:7], b"\0", b"\n", b"#!", b" ", b"x", b"/bin/python", b"\xff", b"-ab"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    pieces=st.lists(_PIECES, max_size=40),
+    mode=st.sampled_from(["text", "binary"]),
+    platform=st.sampled_from(["linux-64", "osx-arm64", "win-64"]),
+    target=st.sampled_from([NEW, "/a b/env", "/" + "y" * 150, "/e"]),
+    sizes=st.lists(st.integers(1, 70), min_size=1, max_size=5),
+    reads=st.lists(st.integers(-1, 50), min_size=1, max_size=5),
+)
+def test_streamed_replacement_equals_the_whole_file_one(
+    pieces: list[bytes], mode: str, platform: str, target: str, sizes: list[int], reads: list[int]
+) -> None:
+    data = b"".join(pieces)
+    try:
+        expected = replace_prefix(data, OLD, target, mode, platform)
+    except PrefixTooLongError:
+        with pytest.raises(PrefixTooLongError):
+            _stream(data, mode, platform, target, sizes, reads)
+        return
+    assert _stream(data, mode, platform, target, sizes, reads) == expected
+
+
+def test_streamed_replacement_reports_a_changed_binary_and_its_head() -> None:
+    data = b"\xcf\xfa\xed\xfe" + b"\0" * 100 + f"{OLD}/lib\0".encode() + b"z" * 100
+    reader = ReplacingReader(_Chunked(data, [3]), OLD, NEW, "binary", "osx-arm64")
+    while reader.read(5):
+        pass
+    assert reader.changed
+    assert reader.head == b"\xcf\xfa\xed\xfe"
+    untouched = ReplacingReader(_Chunked(b"\0" * 50, [7]), OLD, NEW, "binary", "osx-arm64")
+    while untouched.read():
+        pass
+    assert not untouched.changed
+
+
+def test_streamed_shebang_longer_than_its_window_is_refused() -> None:
+    data = b"#!" + b"x" * (2 * SHEBANG_WINDOW) + b"\n"
+    reader = ReplacingReader(_Chunked(data, [4096]), OLD, NEW, "text", "linux-64")
+    with pytest.raises(InstallError, match="first line is longer than"):
+        while reader.read(4096):
+            pass
+    # Just below the window, the line is rewritten as replace_prefix would.
+    fits = b"#!" + f"{OLD}/bin/x ".encode() + b"a" * 1000 + b"\nbody\n"
+    assert _stream(fits, "text", "linux-64", NEW, [100], [100]) == replace_prefix(
+        fits, OLD, NEW, "text", "linux-64"
+    )
