@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from builders import BuiltPackage, BuiltWheel, build_package, build_wheel, extract_package, write_channel
 from conftest import Channel, HttpServer, rattler_solve, realdata_path
 from lockfiles import LockEntry, PypiEntry, conda, lock_text, pypi, write_lock
@@ -415,6 +418,42 @@ def test_a_wheel_that_contradicts_its_record_is_refused(
     with pytest.raises(InstallError, match=message) as info:
         _install(tmp_path, [wheel])
     assert "my_tool-0.3-py3-none-any.whl" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"\xff\xfe not utf-8\n",
+        f"{_INIT}\n".encode(),
+        f"{_INIT},sha256=abc,big\n".encode(),
+        f"{_INIT},nohash,1\n".encode(),
+        f"{_INIT},sha256=,1,extra\n".encode(),
+        b'"unterminated,\n',
+        b"\0" * 100,
+    ],
+    ids=[
+        "non-UTF-8",
+        "one column",
+        "size not a number",
+        "hash without =",
+        "four columns",
+        "bad quote",
+        "NUL",
+    ],
+)
+def test_a_malformed_record_is_our_error(tmp_path: Path, record: bytes) -> None:
+    wheel = _altered(_tool_wheel(tmp_path / "wheels"), {_RECORD: record})
+    with pytest.raises(InstallError, match="my_tool-0.3-py3-none-any.whl"):
+        _install(tmp_path, [wheel])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(record=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_fuzz_record_allows_only_our_error(tmp_path: Path, record: bytes) -> None:
+    case = Path(tempfile.mkdtemp(dir=tmp_path))
+    wheel = _altered(_tool_wheel(case / "wheels"), {_RECORD: record})
+    with pytest.raises(InstallError):
+        _install(case, [wheel])
 
 
 # --- a real interpreter -----------------------------------------------------------------------------
