@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Packs the bundled offline example (examples/demo: a local channel and its pixi.lock), unpacks it
 # into demo-output/env and runs the program it installs.

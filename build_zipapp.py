@@ -6,7 +6,7 @@ supported interpreter and platform, as one reproducible shiv zipapp.
 Every wheel is pinned below by file name and sha256 and resolved for Python 3.9, the oldest we support,
 so the zipapp runs on 3.9-3.14. Pure-Python code goes into the zipapp's one site-packages; each
 zstandard build goes into ``_pixi_pack_native/<target>/zstandard`` beside it (see
-``pixi_pack/_vendor_loader.py``), its ELF files cut down to what the loader maps. Two builds of the same sources are byte-identical:
+``pixi_pack/io/_vendor_loader.py``), its ELF files cut down to what the loader maps. Two builds of the same sources are byte-identical:
 sorted entries, fixed times (SOURCE_DATE_EPOCH, else shiv's 1980 default), fixed modes.
 """
 
@@ -35,7 +35,7 @@ DEFAULT_OUTPUT = ROOT / "dist" / "pixi-pack.pyz"
 DEFAULT_CACHE = ROOT / "build" / "zipapp-wheels"
 ENTRY_POINT = "pixi_pack.cli:main"
 SHEBANG = "/usr/bin/env python3"
-NATIVE_DIR = "_pixi_pack_native"  # pixi_pack._vendor_loader.NATIVE_DIR
+NATIVE_DIR = "_pixi_pack_native"  # pixi_pack.io._vendor_loader.NATIVE_DIR
 ZSTANDARD_LICENSE = f"{NATIVE_DIR}/LICENSE.zstandard"
 
 # sha256 and file name of every wheel that goes in, as `sha256sum` prints them. The pure-Python ones

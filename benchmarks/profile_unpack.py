@@ -142,7 +142,7 @@ def patched(target: Any, name: str, value: Any) -> Iterator[None]:
 @contextlib.contextmanager
 def default_gil_slices() -> Iterator[None]:
     """Python's default 5 ms GIL slices while installing, instead of link.GIL_SLICE."""
-    from pixi_pack import link
+    from pixi_pack.install import link
 
     with patched(link, "GIL_SLICE", 0.005):
         yield
@@ -151,7 +151,7 @@ def default_gil_slices() -> Iterator[None]:
 @contextlib.contextmanager
 def collecting_garbage() -> Iterator[None]:
     """The cyclic garbage collector left on while installing."""
-    from pixi_pack import link
+    from pixi_pack.install import link
 
     @contextlib.contextmanager
     def slices_only() -> Iterator[None]:
@@ -168,7 +168,7 @@ def collecting_garbage() -> Iterator[None]:
 
 @contextlib.contextmanager
 def install_workers(count: int) -> Iterator[None]:
-    from pixi_pack import link
+    from pixi_pack.install import link
 
     original = link.install_packages
     with patched(link, "install_packages", functools.partial(original, workers=count)):
@@ -178,15 +178,15 @@ def install_workers(count: int) -> Iterator[None]:
 @contextlib.contextmanager
 def no_verify() -> Iterator[None]:
     """What the sha256 check of every package costs (a lower bound: not a suggestion as is)."""
-    from pixi_pack import unpack
+    from pixi_pack.install import unpack
 
     with patched(unpack, "verify_package", lambda package: None):
         yield
 
 
 def variants(tar: Path, runs: int) -> None:
+    from pixi_pack.install.unpack import unpack
     from pixi_pack.models import UnpackOptions
-    from pixi_pack.unpack import unpack
 
     cases: dict[str, Patch] = {
         "as is": baseline,
@@ -246,7 +246,7 @@ def _stdlib_payload(path: Path) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
 
 def breakdown(packages: Sequence[Path]) -> None:
     """The unit costs of an unpack, each measured alone on one thread (CPU time is the robust number)."""
-    from pixi_pack.extract import iter_payload
+    from pixi_pack.formats.package import iter_payload
 
     results: dict[str, tuple[float, float]] = {}
     with cpu_timer("sha256 of every package file (the verify pass)", results):
@@ -260,7 +260,7 @@ def breakdown(packages: Sequence[Path]) -> None:
             for _ in _stdlib_payload(path):
                 pass
     files: list[tuple[str, bytes, int]] = []
-    with cpu_timer("same through pixi_pack.extract.iter_payload", results):
+    with cpu_timer("same through pixi_pack.formats.package.iter_payload", results):
         for path in packages:
             with open(path, "rb") as f, iter_payload(f, path.name) as members:
                 for member, data in members:

@@ -281,8 +281,8 @@ def bench_unpack(ctx: Context, log: Callable[[str], None]) -> list[Row]:
 
     import rattler
 
+    from pixi_pack.install.unpack import unpack
     from pixi_pack.models import UnpackOptions
-    from pixi_pack.unpack import unpack
 
     records = rattler_install.records(channel, names)
 

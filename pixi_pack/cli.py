@@ -10,11 +10,11 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__
-from .activate import SHELLS
-from .errors import PixiPackError
-from .models import DEFAULT_ENV_NAME, DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
-from .platforms import current_subdir, is_windows
+from pixi_pack import __version__
+from pixi_pack.errors import PixiPackError
+from pixi_pack.install.activate import SHELLS
+from pixi_pack.models import DEFAULT_ENV_NAME, DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
+from pixi_pack.platforms import current_subdir, is_windows
 
 logger = logging.getLogger("pixi_pack")
 
@@ -161,8 +161,8 @@ def _run(func: Callable[[argparse.Namespace], None], args: argparse.Namespace) -
 
 def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
     """Turn parsed ``pixi-pack`` arguments into :class:`PackOptions`."""
-    from .config import load_config
-    from .lockfile import resolve_platform
+    from pixi_pack.lock.config import load_config
+    from pixi_pack.lock.lockfile import resolve_platform
 
     platform = args.platform or current_subdir()
     subdir = resolve_platform(args.manifest_path, args.environment, platform)
@@ -201,13 +201,13 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
 
 
 def _pack(args: argparse.Namespace) -> None:
-    from .pack import pack
+    from pixi_pack.pack.assemble import pack
 
     pack(pack_options_from_args(args))
 
 
 def _unpack(args: argparse.Namespace) -> None:
-    from .unpack import unpack
+    from pixi_pack.install.unpack import unpack
 
     pack_file = None if args.pack_file == "-" else Path(args.pack_file)
     unpack(

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PixiPackError
+from pixi_pack.errors import PixiPackError
 
 KNOWN_SUBDIRS = (
     "noarch",

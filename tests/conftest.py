@@ -31,7 +31,7 @@ from builders import (
 )
 from pythonpkg import build_python_package, can_build_python_package
 
-from pixi_pack.extract import read_info
+from pixi_pack.formats.package import read_info
 from pixi_pack.models import PackageSource
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"

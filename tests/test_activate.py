@@ -12,9 +12,9 @@ import pytest
 from conftest import default_packages
 from test_link import built
 
-from pixi_pack.activate import collect_env_vars, write_activation_script
 from pixi_pack.errors import PixiPackError
-from pixi_pack.link import install_packages
+from pixi_pack.install.activate import collect_env_vars, write_activation_script
+from pixi_pack.install.link import install_packages
 
 AWKWARD = "env with space $HOME 'q\" `x`"
 

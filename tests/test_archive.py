@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pixi_pack import archive
-from pixi_pack.archive import FIXED_MTIME, copy_range, pack_members, tar_layout, write_at, write_tar
+from pixi_pack.formats import archive
+from pixi_pack.formats.archive import FIXED_MTIME, copy_range, pack_members, tar_layout, write_at, write_tar
 
 
 def _tree(root: Path) -> Path:
@@ -58,7 +58,7 @@ def test_in_memory_file_and_pipe_give_tarfiles_bytes(tmp_path: Path) -> None:
         write_tar(root, f)
     assert on_disk.read_bytes() == expected
 
-    code = "import sys; from pathlib import Path; from pixi_pack.archive import write_tar; write_tar(Path(sys.argv[1]), sys.stdout.buffer)"
+    code = "import sys; from pathlib import Path; from pixi_pack.formats.archive import write_tar; write_tar(Path(sys.argv[1]), sys.stdout.buffer)"
     piped = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, check=True)
     assert piped.stdout == expected
 

@@ -1,6 +1,6 @@
 """Reading conda packages safely: layout checks, hostile members, real broken packages.
 
-Whole packages go through :func:`~pixi_pack.link.install_packages`, the one path pixi-unpack installs by.
+Whole packages go through :func:`~pixi_pack.install.link.install_packages`, the one path pixi-unpack installs by.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from builders import Directory, Symlink, build_package, executable, text_prefix
 from conftest import prefix_tree, realdata_path, source_of
 
 from pixi_pack.errors import ArchiveError, PixiPackError
-from pixi_pack.extract import iter_payload, link_stays_inside, normalize_member_path, read_info
-from pixi_pack.link import install_packages
+from pixi_pack.formats.package import iter_payload, link_stays_inside, normalize_member_path, read_info
+from pixi_pack.install.link import install_packages
 
 PLATFORM = "linux-64"
 INDEX = {"name": "evil", "version": "1", "build": "0", "build_number": 0, "depends": [], "subdir": PLATFORM}

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pixi_pack.errors import DownloadError, IntegrityError
-from pixi_pack.fetch import Cancelled, Expected, Fetcher
+from pixi_pack.pack.fetch import Cancelled, Expected, Fetcher
 
 BODY = b"package bytes " * 100
 EXPECTED = Expected(sha256=hashlib.sha256(BODY).hexdigest(), size=len(BODY))
@@ -62,7 +62,7 @@ def serve() -> Iterator[Callable[[Behaviour], _Server]]:
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pixi_pack.fetch.BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr("pixi_pack.pack.fetch.BACKOFF_SECONDS", 0.01)
 
 
 def test_a_body_that_breaks_off_is_retried_then_one_error(
@@ -190,7 +190,7 @@ def test_cancel_stops_a_trickling_download(serve: Callable[[Behaviour], _Server]
 )
 def test_a_hostile_auth_file_is_our_error(tmp_path: Path, content: bytes, message: str) -> None:
     from pixi_pack.errors import PixiPackError
-    from pixi_pack.fetch import load_auth_file
+    from pixi_pack.pack.fetch import load_auth_file
 
     path = tmp_path / "auth.json"
     path.write_bytes(content)
@@ -210,8 +210,8 @@ def test_a_hostile_auth_file_is_our_error(tmp_path: Path, content: bytes, messag
     ],
 )
 def test_a_hostile_config_is_our_error(tmp_path: Path, content: bytes, message: str) -> None:
-    from pixi_pack.config import load_config
     from pixi_pack.errors import PixiPackError
+    from pixi_pack.lock.config import load_config
 
     path = tmp_path / "config.toml"
     path.write_bytes(content)
@@ -238,7 +238,7 @@ def test_fuzz_auth_file(tmp_path: Path, document: object, raw: bytes) -> None:
     import json
 
     from pixi_pack.errors import PixiPackError
-    from pixi_pack.fetch import load_auth_file
+    from pixi_pack.pack.fetch import load_auth_file
 
     path = tmp_path / "auth.json"
     for content in (json.dumps(document).encode(), raw):
@@ -284,8 +284,8 @@ _toml_piece = st.sampled_from(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pieces=st.lists(_toml_piece, max_size=30), raw=st.binary(max_size=64))
 def test_fuzz_config(tmp_path: Path, pieces: list[str], raw: bytes) -> None:
-    from pixi_pack.config import load_config
     from pixi_pack.errors import PixiPackError
+    from pixi_pack.lock.config import load_config
 
     path = tmp_path / "config.toml"
     for content in ("".join(pieces).encode("utf-8", "surrogateescape"), raw):

@@ -6,7 +6,7 @@ import hashlib
 import threading
 from pathlib import Path
 
-from pixi_pack.hashing import CHUNK_SIZE, hash_file_range
+from pixi_pack.io.hashing import CHUNK_SIZE, hash_file_range
 
 
 def test_hashes_exactly_the_slice(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from test_extract import INDEX, install, member, tar_bytes
 
 from pixi_pack.errors import ArchiveError
-from pixi_pack.extract import PackageInfo
-from pixi_pack.package_info import parse_index_json, parse_link_json, parse_paths_json
+from pixi_pack.formats.package import PackageInfo
+from pixi_pack.formats.package_info import parse_index_json, parse_link_json, parse_paths_json
 
 FILE = {"_path": "lib/a", "path_type": "hardlink", "sha256": "0" * 64, "size_in_bytes": 1}
 

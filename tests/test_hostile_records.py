@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pixi_pack.channel import parse_metadata, parse_pypi_sha256, parse_repodata
 from pixi_pack.errors import ArchiveError, LockfileError, PixiPackError
-from pixi_pack.lockfile import load_lockfile, parse_lockfile, select_environment
-from pixi_pack.records import RecordError, check_conda_file_name, check_record, check_relative_path
+from pixi_pack.formats.channel import parse_metadata, parse_pypi_sha256, parse_repodata
+from pixi_pack.formats.records import RecordError, check_conda_file_name, check_record, check_relative_path
+from pixi_pack.lock.lockfile import load_lockfile, parse_lockfile, select_environment
 
 SHA = "a" * 64
 URL = "https://example.invalid/conda-forge/linux-64/zlib-1.3.1-h0_0.conda"

@@ -15,9 +15,9 @@ import pytest
 from builders import build_package
 
 from pixi_pack.errors import PixiPackError
-from pixi_pack.inject import check_compatible, load_injected
-from pixi_pack.lockfile import load_lockfile, select_environment
+from pixi_pack.lock.lockfile import load_lockfile, select_environment
 from pixi_pack.models import CondaPackage
+from pixi_pack.pack.inject import check_compatible, load_injected
 
 
 def locked(

@@ -50,7 +50,7 @@ def _dead_pid() -> int:
 
 @pytest.fixture
 def umask_022() -> Iterator[None]:
-    from pixi_pack import tempfiles
+    from pixi_pack.io import tempfiles
 
     previous = os.umask(0o022)
     tempfiles._umask = None  # read again

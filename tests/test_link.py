@@ -37,12 +37,12 @@ from builders import (
 from conftest import default_packages, prefix_tree, realdata_path, source_of
 from test_extract import member, tar_bytes, write_conda
 
-from pixi_pack.condameta import HISTORY
 from pixi_pack.errors import ArchiveError, InstallError
-from pixi_pack.link import GIL_SLICE, entry_point_script, install_packages
+from pixi_pack.formats.package_info import EntryPoint, parse_has_prefix_line
+from pixi_pack.install.condameta import HISTORY
+from pixi_pack.install.link import GIL_SLICE, entry_point_script, install_packages
+from pixi_pack.install.plan import CLOBBERS_DIR, dependency_name, resolve_clobbers, sort_topologically
 from pixi_pack.models import PackageSource
-from pixi_pack.package_info import EntryPoint, parse_has_prefix_line
-from pixi_pack.plan import CLOBBERS_DIR, dependency_name, resolve_clobbers, sort_topologically
 from pixi_pack.platforms import PythonInfo, python_major_minor
 
 PLATFORM = "linux-64"
@@ -734,9 +734,9 @@ def test_big_placeholder_files_are_streamed_and_match_rattler(
     same conda-meta hashes as rattler, and memory well below the file's size."""
     import tracemalloc
 
-    import pixi_pack.link
+    import pixi_pack.install.link
 
-    monkeypatch.setattr(pixi_pack.link, "PATCHED_IN_MEMORY_UP_TO", 1 << 20)
+    monkeypatch.setattr(pixi_pack.install.link, "PATCHED_IN_MEMORY_UP_TO", 1 << 20)
     size = 24 << 20
     package = build_package(tmp_path / "b", "big", files=_big_placeholder_files(size))
     theirs, ours = tmp_path / "rattler" / "env", tmp_path / "ours" / "env"

@@ -11,7 +11,7 @@ from conftest import REALDATA
 from lockfiles import conda, conda_at, write_lock
 
 from pixi_pack.errors import LockfileError
-from pixi_pack.lockfile import (
+from pixi_pack.lock.lockfile import (
     find_lockfile,
     load_lockfile,
     parse_lockfile,

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from conftest import realdata_path
 
-from pixi_pack import lockfile
 from pixi_pack.errors import LockfileError
+from pixi_pack.lock import lockfile
 
 
 @pytest.fixture(params=["libyaml", "python"])

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pixi_pack.errors import PixiPackError
-from pixi_pack.matchspec import (
+from pixi_pack.lock.matchspec import (
     VersionOrder,
     compare_versions,
     is_virtual,

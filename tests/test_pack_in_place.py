@@ -22,8 +22,8 @@ from conftest import Channel, HttpServer
 from lockfiles import CondaEntry, LockEntry, conda, conda_at, pypi, write_lock
 from test_archive import reference_tar
 
-from pixi_pack import selfextract
 from pixi_pack.cli import pack_main
+from pixi_pack.pack import selfextract
 
 
 def _without(entry: CondaEntry, *keys: str) -> CondaEntry:

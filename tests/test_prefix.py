@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pixi_pack.errors import InstallError
-from pixi_pack.prefix import (
+from pixi_pack.install.prefix import (
     SHEBANG_WINDOW,
     PrefixTooLongError,
     ReplacingReader,

@@ -17,7 +17,7 @@ from builders import BuiltPackage, build_package
 from conftest import REALDATA, HttpServer
 
 from pixi_pack.cli import pack_main, unpack_main
-from pixi_pack.lockfile import load_lockfile, select_environment
+from pixi_pack.lock.lockfile import load_lockfile, select_environment
 from pixi_pack.platforms import current_subdir
 
 CASES = [

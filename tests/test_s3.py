@@ -13,8 +13,8 @@ from botocore.credentials import Credentials
 from conftest import Channel, HttpServer
 from lockfiles import conda, write_lock
 
-from pixi_pack import s3
 from pixi_pack.cli import pack_main
+from pixi_pack.pack import s3
 
 
 def _botocore_authorization(url: str, region: str, creds: Credentials, amz_date: str) -> str:

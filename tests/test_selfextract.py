@@ -29,9 +29,9 @@ from conftest import Channel, HttpServer
 from lockfiles import conda, write_lock
 from test_zipapp import INTERPRETERS, interpreters, zipapp_path
 
-from pixi_pack import selfextract
 from pixi_pack.cli import pack_main
 from pixi_pack.errors import IntegrityError, PixiPackError
+from pixi_pack.pack import selfextract
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("PIXI_PACK_UPDATE_GOLDEN") == "1"
@@ -461,7 +461,7 @@ def test_find_unpacker_url(tmp_path: Path) -> None:
 
 def test_find_unpacker_over_http(http_server: HttpServer) -> None:
     """The real downloader: mirrors, auth and retries of the pack stage apply to the unpacker too."""
-    from pixi_pack.fetch import Fetcher
+    from pixi_pack.pack.fetch import Fetcher
 
     shutil.copyfile(zipapp_path(), http_server.root / "pixi-pack.pyz")
     http_server.require_auth("user", "secret")
@@ -481,7 +481,7 @@ def test_find_unpacker_over_http(http_server: HttpServer) -> None:
 
 def test_running_zipapp_inside_the_zipapp(tmp_path: Path) -> None:
     zipapp = zipapp_path()
-    code = "from pixi_pack import selfextract; print(selfextract.find_unpacker(None, None))"
+    code = "from pixi_pack.pack import selfextract; print(selfextract.find_unpacker(None, None))"
     env = {"SHIV_ROOT": str(tmp_path / "shiv"), "SHIV_INTERPRETER": "1"}
     result = subprocess.run(
         [sys.executable, "-I", str(zipapp), "-c", code], env=env, capture_output=True, text=True, check=False

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from pixi_pack.tarstream import BLOCK, REGULAR, TarFormatError, TarStream
+from pixi_pack.io.tarstream import BLOCK, REGULAR, TarFormatError, TarStream
 
 Entry = tuple[str, bytes, int, int, float, str, "bytes | None"]
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pixi_pack import tempfiles
+from pixi_pack.io import tempfiles
 
 
 def _dead_pid() -> int:

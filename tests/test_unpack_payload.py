@@ -12,13 +12,13 @@ import pytest
 from conftest import Channel
 from lockfiles import conda, write_lock
 
-from pixi_pack import unpack as unpack_module
 from pixi_pack.cli import pack_main, unpack_main
 from pixi_pack.errors import IntegrityError, PixiPackError
-from pixi_pack.hashing import hash_file_range
+from pixi_pack.install import unpack as unpack_module
+from pixi_pack.install.unpack import unpack
+from pixi_pack.io.hashing import hash_file_range
 from pixi_pack.models import UnpackOptions
 from pixi_pack.platforms import current_subdir
-from pixi_pack.unpack import unpack
 
 HEAD = b"#!/bin/sh\n# a stub stands here\n"
 TAIL = b"PK and the zipapp would follow"

@@ -24,21 +24,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lockfiles import LockEntry, PypiEntry, conda, lock_text, pypi, write_lock
 
-from pixi_pack.archive import PackReader
-from pixi_pack.channel import environment_yml, metadata_json, parse_pypi_sha256
 from pixi_pack.cli import pack_main, unpack_main
 from pixi_pack.errors import ArchiveError, InstallError, IntegrityError
-from pixi_pack.lockfile import load_lockfile, select_environment
+from pixi_pack.formats.archive import PackReader
+from pixi_pack.formats.channel import environment_yml, metadata_json, parse_pypi_sha256
+from pixi_pack.formats.wheel_tags import Target, incompatibility, parse_wheel_name
+from pixi_pack.install.wheels import install_wheels, python_layout, verify_wheels
+from pixi_pack.lock.lockfile import load_lockfile, select_environment
 from pixi_pack.models import PackMetadata
 from pixi_pack.platforms import current_subdir
-from pixi_pack.wheels import (
-    Target,
-    incompatibility,
-    install_wheels,
-    parse_wheel_name,
-    python_layout,
-    verify_wheels,
-)
 
 TOOL_SOURCE = 'import sys\n\n\ndef main():\n    print("my-tool says hi from", sys.prefix)\n    return 0\n'
 
@@ -743,8 +737,8 @@ def test_realdata_lock_selects_its_wheels(platform: str, expected: list[tuple[st
 def wheel_project(
     tmp_path: Path, http_server: HttpServer, python_package: BuiltPackage
 ) -> tuple[Path, BuiltWheel]:
-    pytest.importorskip("pixi_pack.activate")
-    pytest.importorskip("pixi_pack.link")
+    pytest.importorskip("pixi_pack.install.activate")
+    pytest.importorskip("pixi_pack.install.link")
     if current_subdir() != "linux-64":
         pytest.skip("end-to-end tests run on linux-64")
     write_channel(http_server.root / "channel", [python_package])

@@ -250,7 +250,7 @@ def test_version_in_bare_interpreter(python: Path, zipapp: Path, tmp_path: Path)
 
 ZSTD_PROBE = """
 import io, sys
-from pixi_pack import zstd
+from pixi_pack.io import zstd
 backend = zstd.backend()
 frame = bytes.fromhex("28b52ffd04585900006865726520616761696e0a7f7c14ae")  # zstd of "here again\\n"
 print(backend.name)

@@ -24,8 +24,8 @@ from typing import BinaryIO
 import pytest
 import zstandard
 
-from pixi_pack import _vendor_loader, zstd
 from pixi_pack.errors import PixiPackError
+from pixi_pack.io import _vendor_loader, zstd
 
 ZSTD_COMMAND = shutil.which("zstd")
 needs_zstd_command = pytest.mark.skipif(ZSTD_COMMAND is None, reason="no zstd command on PATH")
@@ -258,7 +258,7 @@ def test_load_bundled_zstandard(native_root: Path) -> None:
     code = """
         import io, sys
         from pathlib import Path
-        from pixi_pack import _vendor_loader
+        from pixi_pack.io import _vendor_loader
         module = _vendor_loader.load_bundled_zstandard(Path(sys.argv[1]))
         assert module is sys.modules["zstandard"]
         print(module.__file__)
@@ -280,7 +280,7 @@ def test_broken_bundled_build_raises(native_root: Path) -> None:
     code = """
         import sys
         from pathlib import Path
-        from pixi_pack import _vendor_loader
+        from pixi_pack.io import _vendor_loader
         try:
             _vendor_loader.load_bundled_zstandard(Path(sys.argv[1]))
         except ImportError as exc:

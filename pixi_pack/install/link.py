@@ -1,11 +1,11 @@
 """Install conda packages into a prefix, file for file as rattler (and so upstream pixi-unpack) does.
 
 The work has three stages. First every package's ``info/`` is read, in parallel
-(:func:`~pixi_pack.package_info.load_package`). Then, with all the packages known, one plan decides where
-each file goes (:func:`~pixi_pack.plan.plan_paths`). Last, each package's payload is streamed straight
+(:func:`~pixi_pack.formats.package_info.load_package`). Then, with all the packages known, one plan decides where
+each file goes (:func:`~pixi_pack.install.plan.plan_paths`). Last, each package's payload is streamed straight
 from its archive into its final places (in parallel, each file written once, placeholders already
 replaced) by a :class:`_PackageInstaller`, and its ``conda-meta/<dist>.json`` is written
-(:mod:`pixi_pack.condameta`). Nothing depends on thread timing, so the result is the same on every run.
+(:mod:`pixi_pack.install.condameta`). Nothing depends on thread timing, so the result is the same on every run.
 
 rattler's behaviour was read in ``crates/rattler/src/install/`` (``mod.rs``, ``link.rs``,
 ``entry_point.rs``, ``installer/mod.rs``) and upstream pixi-pack's ``src/unpack.rs``.
@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .condameta import (
+from pixi_pack.errors import InstallError, PixiPackError
+from pixi_pack.formats.package import Member, invalid_package, iter_payload, link_stays_inside
+from pixi_pack.formats.package_info import EntryPoint, Package, PathEntry, load_package
+from pixi_pack.install.condameta import (
     WrittenPath,
     entry_point_item,
     paths_data_item,
@@ -35,19 +38,17 @@ from .condameta import (
     start_prefix,
     write_json_atomically,
 )
-from .errors import InstallError, PixiPackError
-from .extract import Member, TreeWriter, invalid_package, iter_payload, link_stays_inside
-from .hashing import HashingReader, Readable, hash_file
-from .models import PackageSource
-from .package_info import EntryPoint, Package, PathEntry, load_package
-from .plan import entry_point_paths, environment_python, plan_paths
-from .platforms import PythonInfo, is_windows
-from .prefix import ReplacingReader, prefix_for_platform, python_shebang, replace_prefix
+from pixi_pack.install.plan import entry_point_paths, environment_python, plan_paths
+from pixi_pack.install.prefix import ReplacingReader, prefix_for_platform, python_shebang, replace_prefix
+from pixi_pack.install.tree import TreeWriter
+from pixi_pack.io.hashing import HashingReader, Readable, hash_file
+from pixi_pack.models import PackageSource
+from pixi_pack.platforms import PythonInfo, is_windows
 
 logger = logging.getLogger("pixi_pack")
 
 #: Files with a placeholder up to this size are patched in memory; bigger ones are streamed through a
-#: :class:`~pixi_pack.prefix.ReplacingReader`, so memory stays bounded whatever a package holds.
+#: :class:`~pixi_pack.install.prefix.ReplacingReader`, so memory stays bounded whatever a package holds.
 PATCHED_IN_MEMORY_UP_TO = 16 << 20
 
 

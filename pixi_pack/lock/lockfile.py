@@ -16,10 +16,16 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from .errors import LockfileError
-from .models import CONDA_EXTENSIONS, CondaPackage, LockedEnvironment, PypiPackage
-from .platforms import KNOWN_SUBDIRS
-from .records import RecordError, check_conda_file_name, check_dist_file_name, check_record, check_sha256
+from pixi_pack.errors import LockfileError
+from pixi_pack.formats.records import (
+    RecordError,
+    check_conda_file_name,
+    check_dist_file_name,
+    check_record,
+    check_sha256,
+)
+from pixi_pack.models import CONDA_EXTENSIONS, CondaPackage, LockedEnvironment, PypiPackage
+from pixi_pack.platforms import KNOWN_SUBDIRS
 
 LOCKFILE_NAME = "pixi.lock"
 SUPPORTED_VERSIONS = (1, 2, 3, 4, 5, 6, 7)

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ArchiveError
-from .extract import PackageInfo, invalid_package, normalize_member_path, read_info
-from .models import PackageSource
-from .records import RecordError, check_index, check_sha256, check_size
+from pixi_pack.errors import ArchiveError
+from pixi_pack.formats.package import PackageInfo, invalid_package, normalize_member_path, read_info
+from pixi_pack.formats.records import RecordError, check_index, check_sha256, check_size
+from pixi_pack.models import PackageSource
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import PixiPackError
-from .models import DEFAULT_CONCURRENCY, MirrorConfig
+from pixi_pack.errors import PixiPackError
+from pixi_pack.models import DEFAULT_CONCURRENCY, MirrorConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,8 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import PixiPackError
-from .models import CONDA_EXTENSIONS
+from pixi_pack.errors import PixiPackError
+from pixi_pack.models import CONDA_EXTENSIONS
 
 #: rattler's ``PackageName`` characters (it lower-cases them to compare).
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+\Z")

@@ -32,14 +32,14 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from . import tempfiles
-from .activate import write_activation_script
-from .archive import PackReader
-from .channel import parse_metadata, parse_pypi_sha256, parse_repodata
-from .errors import ArchiveError, IntegrityError, PixiPackError
-from .hashing import Digests, check_digests, hash_file_range, hash_stream
-from .link import install_packages
-from .models import (
+from pixi_pack.errors import ArchiveError, IntegrityError, PixiPackError
+from pixi_pack.formats.archive import PackReader
+from pixi_pack.formats.channel import parse_metadata, parse_pypi_sha256, parse_repodata
+from pixi_pack.install.activate import write_activation_script
+from pixi_pack.install.link import install_packages
+from pixi_pack.io import tempfiles
+from pixi_pack.io.hashing import Digests, check_digests, hash_file_range, hash_stream
+from pixi_pack.models import (
     CHANNEL_DIR,
     CONDA_EXTENSIONS,
     METADATA_FILE,
@@ -48,8 +48,8 @@ from .models import (
     PackageSource,
     UnpackOptions,
 )
-from .platforms import current_subdir
-from .progress import Progress
+from pixi_pack.platforms import current_subdir
+from pixi_pack.progress import Progress
 
 logger = logging.getLogger("pixi_pack")
 
@@ -89,7 +89,7 @@ def _unpack_into(options: UnpackOptions, output_dir: Path, prefix: Path, cleanup
         wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
         if wheels or wheel_sha256:
             # Only then: pypa/installer takes longer to import than a small environment to unpack.
-            from .wheels import verify_wheels
+            from pixi_pack.install.wheels import verify_wheels
 
             verify_wheels(reader, wheels, wheel_sha256)
         build_dir = _make_build_dir(output_dir, options.env_name, cleanup)
@@ -279,6 +279,6 @@ def _install(
     install_packages(packages, build_dir, prefix, platform, verify=counted_verify, on_installed=installed)
     progress.finish()
     if wheels:
-        from .wheels import install_wheels
+        from pixi_pack.install.wheels import install_wheels
 
         install_wheels(reader, wheels, build_dir, prefix, platform, [p.record for p in packages])

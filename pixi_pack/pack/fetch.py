@@ -28,11 +28,13 @@ from urllib.request import url2pathname
 import requests
 import urllib3
 
-from . import __version__, s3, tempfiles
-from .archive import RangeReader, copy_range, write_at
-from .errors import DownloadError, IntegrityError, PixiPackError
-from .hashing import Digests, Readable, check_digests, copy_and_hash, hash_stream, needs_md5
-from .models import MirrorConfig
+from pixi_pack import __version__
+from pixi_pack.errors import DownloadError, IntegrityError, PixiPackError
+from pixi_pack.formats.archive import RangeReader, copy_range, write_at
+from pixi_pack.io import tempfiles
+from pixi_pack.io.hashing import Digests, Readable, check_digests, copy_and_hash, hash_stream, needs_md5
+from pixi_pack.models import MirrorConfig
+from pixi_pack.pack import s3
 
 logger = logging.getLogger("pixi_pack")
 

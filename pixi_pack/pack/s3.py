@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from .errors import DownloadError
+from pixi_pack.errors import DownloadError
 
 #: A GET has an empty body; signing its hash works with every S3 implementation.
 EMPTY_PAYLOAD_SHA256 = hashlib.sha256(b"").hexdigest()

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
-from .errors import PixiPackError
+from pixi_pack.errors import PixiPackError
 
 Component = tuple[int, Union[int, str]]
 """A version component as ``(rank, value)``; the rank alone orders components of different kinds."""

@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from .errors import InstallError
-from .package_info import EntryPoint, Package
-from .platforms import PythonInfo, is_windows
+from pixi_pack.errors import InstallError
+from pixi_pack.formats.package_info import EntryPoint, Package
+from pixi_pack.platforms import PythonInfo, is_windows
 
 CLOBBERS_DIR = "__clobbers__"
 
@@ -106,7 +106,7 @@ _NAME_END = re.compile(r"[\s><=!~;\[]")
 def dependency_name(spec: str) -> str:
     """The lower-cased package name a dependency string starts with, scanned as rattler's sort does.
 
-    Unlike :func:`pixi_pack.matchspec.parse_spec` it never fails, so a dependency pixi-pack cannot
+    Unlike :func:`pixi_pack.lock.matchspec.parse_spec` it never fails, so a dependency pixi-pack cannot
     parse still orders the install (and installing needs no MatchSpec parser).
     """
     match = _NAME_END.search(spec)

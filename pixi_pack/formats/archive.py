@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from .errors import ArchiveError
-from .models import CHANNEL_DIR, ENVIRONMENT_FILE, METADATA_FILE, PYPI_DIR, REPODATA_FILE
+from pixi_pack.errors import ArchiveError
+from pixi_pack.models import CHANNEL_DIR, ENVIRONMENT_FILE, METADATA_FILE, PYPI_DIR, REPODATA_FILE
 
 #: 1980-01-01, the earliest date zip can store too; a fixed mtime keeps archives reproducible.
 FIXED_MTIME = 315532800

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urldefrag
 
-from ._vendor_loader import running_zipapp
-from .archive import RangeReader, copy_range, write_at
-from .errors import IntegrityError, PixiPackError
-from .hashing import hash_stream
+from pixi_pack.errors import IntegrityError, PixiPackError
+from pixi_pack.formats.archive import RangeReader, copy_range, write_at
+from pixi_pack.io._vendor_loader import running_zipapp
+from pixi_pack.io.hashing import hash_stream
 
 CHUNK_SIZE = 1 << 20
 BASE64_LINE = 76

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .extract import TreeWriter
-from .package_info import Package, PathEntry
+from pixi_pack.formats.package_info import Package, PathEntry
+from pixi_pack.install.tree import TreeWriter
 
 #: What upstream pixi-unpack writes to ``conda-meta/history`` (rattler itself leaves it empty).
 HISTORY = "// not relevant for pixi but for `conda run -p`"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import BinaryIO, cast
 
-from .errors import PixiPackError
+from pixi_pack.errors import PixiPackError
 
 CHUNK_SIZE = 1 << 20
 
@@ -62,7 +62,7 @@ def select_backend() -> Backend:
         found = candidate(problems)
         if found is not None:
             return found
-    from ._vendor_loader import bundled_targets, describe_running
+    from pixi_pack.io._vendor_loader import bundled_targets, describe_running
 
     bundled = bundled_targets()
     shipped = f"the zipapp bundles zstandard for {_summarize(bundled)}; " if bundled else ""
@@ -94,7 +94,7 @@ def _stdlib_backend(problems: list[str]) -> Backend | None:
 
 
 def _zstandard_backend(problems: list[str]) -> Backend | None:
-    from ._vendor_loader import load_bundled_zstandard
+    from pixi_pack.io._vendor_loader import load_bundled_zstandard
 
     try:
         module = load_bundled_zstandard()

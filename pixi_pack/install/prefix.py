@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from .errors import InstallError
-from .hashing import Readable
-from .platforms import is_windows
+from pixi_pack.errors import InstallError
+from pixi_pack.io.hashing import Readable
+from pixi_pack.platforms import is_windows
 
 #: Longest ``#!`` line Linux executes (``BINPRM_BUF_SIZE`` - 1); macOS allows 512.
 MAX_SHEBANG_LINUX = 127

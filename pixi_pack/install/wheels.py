@@ -16,10 +16,7 @@ import io
 import json
 import logging
 import os
-import platform as host
 import posixpath
-import re
-import sys
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,12 +32,12 @@ from installer.scripts import Script
 from installer.sources import WheelContentElement, WheelFile
 from installer.utils import Scheme, construct_record_file
 
-from .archive import PackReader
-from .channel import normalize_project_name
-from .errors import ArchiveError, InstallError, PixiPackError
-from .hashing import check_digests, hash_stream
-from .models import METADATA_FILE, PYPI_DIR
-from .platforms import PythonInfo, is_windows, python_major_minor
+from pixi_pack.errors import ArchiveError, InstallError, PixiPackError
+from pixi_pack.formats.archive import PackReader
+from pixi_pack.formats.wheel_tags import Target, host_target, incompatibility, parse_wheel_name
+from pixi_pack.io.hashing import check_digests, hash_stream
+from pixi_pack.models import METADATA_FILE, PYPI_DIR
+from pixi_pack.platforms import PythonInfo, is_windows
 
 if TYPE_CHECKING:
     from installer.scripts import LauncherKind, ScriptSection
@@ -50,160 +47,9 @@ logger = logging.getLogger("pixi_pack")
 INSTALLER_NAME = "pixi-unpack"
 """What ``<dist-info>/INSTALLER`` says, as pip writes ``pip``."""
 
-_WHEEL_NAME = re.compile(
-    r"^(?P<name>[^-]+)-(?P<version>[^-]+)(?:-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$"
-)
-
-# The architecture part of platform tags, per conda subdir.
-_LINUX_ARCHES = {
-    "linux-64": ("x86_64",),
-    "linux-32": ("i686", "i386"),
-    "linux-aarch64": ("aarch64",),
-    "linux-ppc64le": ("ppc64le",),
-    "linux-ppc64": ("ppc64",),
-    "linux-s390x": ("s390x",),
-    "linux-armv7l": ("armv7l",),
-    "linux-armv6l": ("armv6l",),
-    "linux-riscv64": ("riscv64",),
-}
-_MACOS_ARCHES = {
-    "osx-64": ("x86_64", "intel", "universal2", "universal"),
-    "osx-arm64": ("arm64", "universal2"),
-}
-_WINDOWS_PLATFORMS = {"win-64": "win_amd64", "win-32": "win32", "win-arm64": "win_arm64"}
 _LAUNCHER_KINDS = {"win-64": "win-amd64", "win-32": "win-ia32", "win-arm64": "win-arm64"}
 # installer >= 1.0 starts gui scripts with pythonw.exe itself; 0.7 (bundled in the zipapp) does not.
 _INSTALLER_PICKS_PYTHONW = hasattr(Script, "_get_alternate_executable")
-_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-
-
-@dataclass(frozen=True)
-class WheelName:
-    """What a wheel's file name says (PEP 427), tag sets expanded."""
-
-    name: str
-    """The project name, normalized (PEP 503): ``my-pkg``."""
-    version: str
-    python_tags: tuple[str, ...]
-    abi_tags: tuple[str, ...]
-    platform_tags: tuple[str, ...]
-
-
-def parse_wheel_name(file_name: str) -> WheelName | None:
-    """``my_pkg-1.0-py3-none-any.whl`` -> its parts; ``None`` if it is not a wheel file name."""
-    match = _WHEEL_NAME.match(file_name)
-    if match is None:
-        return None
-    return WheelName(
-        normalize_project_name(match["name"]),
-        match["version"],
-        tuple(match["py"].split(".")),
-        tuple(match["abi"].split(".")),
-        tuple(match["plat"].split(".")),
-    )
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a wheel must fit."""
-
-    platform: str
-    """The pack's conda subdir."""
-    python: tuple[int, int]
-    """The environment's Python version, from its conda record."""
-    glibc: tuple[int, int] | None = None
-    """The machine's glibc, for manylinux tags; ``None`` when unknown (or musl)."""
-    macos: tuple[int, int] | None = None
-    """The machine's macOS version, for macosx tags; ``None`` when unknown."""
-
-
-def incompatibility(wheel: WheelName, target: Target) -> str | None:
-    """Why ``wheel`` cannot be installed for ``target``, or ``None`` when one of its tags fits."""
-    major, minor = target.python
-    if not any(_python_fits(py, abi, target.python) for py in wheel.python_tags for abi in wheel.abi_tags):
-        tags = ", ".join(f"{py}-{abi}" for py in wheel.python_tags for abi in wheel.abi_tags)
-        return f"it is built for {tags}, the environment has CPython {major}.{minor}"
-    problems = [_platform_problem(tag, target) for tag in wheel.platform_tags]
-    if any(problem is None for problem in problems):
-        return None
-    specific = [p for p in problems if p]
-    if specific:
-        return specific[0]
-    return f"it is built for {', '.join(wheel.platform_tags)}, the pack is for {target.platform}"
-
-
-def _python_fits(python_tag: str, abi: str, version: tuple[int, int]) -> bool:
-    """The rules of packaging.tags for CPython: ``py3``/``py3X`` (X <= minor), ``cp3X`` + abi."""
-    match = re.fullmatch(r"(py|cp)(\d)(\d*)", python_tag)
-    if match is None or int(match[2]) != version[0]:
-        return False
-    implementation, tag_minor = match[1], int(match[3]) if match[3] else None
-    if abi == "none":
-        if implementation == "py":
-            return tag_minor is None or tag_minor <= version[1]
-        return tag_minor == version[1]
-    if implementation != "cp" or tag_minor is None:
-        return False
-    if abi == "abi3":
-        return tag_minor <= version[1]
-    own_abi = f"cp{version[0]}{version[1]}"
-    return tag_minor == version[1] and (abi == own_abi or (abi == f"{own_abi}m" and version < (3, 8)))
-
-
-def _platform_problem(tag: str, target: Target) -> str | None:
-    """``None`` when the platform tag fits; ``""`` when it is for another platform; else why not."""
-    if tag == "any":
-        return None
-    if target.platform in _WINDOWS_PLATFORMS:
-        return None if tag == _WINDOWS_PLATFORMS[target.platform] else ""
-    for arch in _LINUX_ARCHES.get(target.platform, ()):
-        if tag == f"linux_{arch}":
-            return None
-        if tag.endswith(f"_{arch}"):
-            return _linux_problem(tag[: -len(arch) - 1], target.glibc)
-    for arch in _MACOS_ARCHES.get(target.platform, ()):
-        match = re.fullmatch(rf"macosx_(\d+)_(\d+)_{arch}", tag)
-        if match is not None:
-            needed = (int(match[1]), int(match[2]))
-            if target.macos is not None and needed > target.macos:
-                return f"it needs macOS >= {_dotted(needed)}, this machine has {_dotted(target.macos)}"
-            return None
-    return ""
-
-
-def _linux_problem(libc_tag: str, glibc: tuple[int, int] | None) -> str | None:
-    needed = _LEGACY_MANYLINUX.get(libc_tag)
-    match = re.fullmatch(r"(many|musl)linux_(\d+)_(\d+)", libc_tag)
-    if needed is None and match is None:
-        return ""
-    if match is not None and match[1] == "musl":
-        # conda-forge's python links glibc; a musl wheel only has a chance where glibc is absent.
-        return None if glibc is None else "it is built for musl libc, this machine uses glibc"
-    if needed is None and match is not None:
-        needed = (int(match[2]), int(match[3]))
-    if glibc is not None and needed is not None and needed > glibc:
-        return f"it needs glibc >= {_dotted(needed)}, this machine has glibc {_dotted(glibc)}"
-    return None
-
-
-def _dotted(version: tuple[int, int]) -> str:
-    return f"{version[0]}.{version[1]}"
-
-
-def host_target(platform: str, python: tuple[int, int]) -> Target:
-    """The target on this machine: its glibc or macOS version when the pack is for this system."""
-    glibc = macos = None
-    if platform.startswith("linux-") and sys.platform.startswith("linux"):
-        try:
-            found = os.confstr("CS_GNU_LIBC_VERSION") or ""
-        except (ValueError, OSError):
-            found = ""
-        match = re.fullmatch(r"glibc (\d+)\.(\d+).*", found)
-        glibc = (int(match[1]), int(match[2])) if match else None
-    elif platform.startswith("osx-") and sys.platform == "darwin":
-        match = re.match(r"(\d+)\.(\d+)", host.mac_ver()[0] + ".0")
-        macos = (int(match[1]), int(match[2])) if match else None
-    return Target(platform, python, glibc, macos)
 
 
 @dataclass(frozen=True)
@@ -219,11 +65,6 @@ class PythonLayout:
     """The interpreter for script shebangs and launchers: an absolute path at the final prefix."""
     script_kind: str
     """installer's launcher kind: ``posix``, ``win-amd64``, ..."""
-
-
-def python_version(record: Mapping[str, Any]) -> tuple[int, int] | None:
-    """``(3, 12)`` from a python conda record's version ``3.12.1``; ``None`` if it does not say."""
-    return python_major_minor(str(record.get("version", "")))
 
 
 def python_layout(
@@ -243,7 +84,7 @@ def python_layout(
     else:
         candidates = ("bin/python", python.executable, f"bin/python{python.version[0]}")
         interpreter = next((c for c in candidates if os.path.lexists(build_dir / c)), python.executable)
-        include = f"include/python{_dotted(python.version)}"
+        include = "include/python{}.{}".format(*python.version)
     return PythonLayout(
         python.version,
         python.site_packages,

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from . import __version__, tempfiles
-from .archive import TarLayout, copy_range, tar_layout, write_at, write_tar
-from .channel import environment_yml, metadata_json, normalize_project_name, repodata_files
-from .errors import LockfileError, PixiPackError
-from .fetch import Expected, Fetcher, Slot, is_url
-from .lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
-from .models import (
+from pixi_pack import __version__
+from pixi_pack.errors import LockfileError, PixiPackError
+from pixi_pack.formats.archive import TarLayout, copy_range, tar_layout, write_at, write_tar
+from pixi_pack.formats.channel import environment_yml, metadata_json, normalize_project_name, repodata_files
+from pixi_pack.io import tempfiles
+from pixi_pack.lock.lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
+from pixi_pack.models import (
     CHANNEL_DIR,
     ENVIRONMENT_FILE,
     METADATA_FILE,
@@ -33,8 +33,9 @@ from .models import (
     PackOptions,
     PypiPackage,
 )
-from .platforms import is_windows
-from .progress import Progress, human_bytes
+from pixi_pack.pack.fetch import Expected, Fetcher, Slot, is_url
+from pixi_pack.platforms import is_windows
+from pixi_pack.progress import Progress, human_bytes
 
 logger = logging.getLogger("pixi_pack")
 
@@ -117,7 +118,7 @@ def _find_unpacker(options: PackOptions, fetcher: Fetcher, workdir: Path) -> Pat
     """The pyz to embed in a self-extracting pack, found (or downloaded) before any package is."""
     if not options.create_executable:
         return None
-    from .selfextract import find_unpacker
+    from pixi_pack.pack.selfextract import find_unpacker
 
     return find_unpacker(options.pixi_unpack_source, fetcher.download_file, directory=workdir)
 
@@ -148,7 +149,7 @@ def _select_packages(
     conda = list(env.conda_packages)
     conda_paths = [p for p in options.inject if not p.name.endswith(".whl")]
     if conda_paths:
-        from .inject import check_compatible, load_injected
+        from pixi_pack.pack.inject import check_compatible, load_injected
 
         injected = [load_injected(p) for p in conda_paths]
         check_compatible(env.conda_packages, injected, platform=subdir)
@@ -168,7 +169,7 @@ def _injected_wheels(
 
     Their tags are checked against the platform and the environment's python now, as pixi-unpack would.
     """
-    from .wheels import Target, incompatibility, parse_wheel_name, python_version
+    from pixi_pack.formats.wheel_tags import Target, incompatibility, parse_wheel_name, python_version
 
     python = next((python_version(p.record) for p in conda if p.name == "python"), None)
     taken = {normalize_project_name(w.name): w for w in locked}
@@ -393,7 +394,7 @@ def _assemble(
     layout = tar_layout(sizes)
     base = 0
     if pyz is not None:
-        from .selfextract import sh_payload_offset
+        from pixi_pack.pack.selfextract import sh_payload_offset
 
         assert layout.length is not None  # every size is known
         base = sh_payload_offset(layout.length, pyz.stat().st_size)
@@ -410,7 +411,7 @@ def _assemble(
     if pyz is None:
         os.ftruncate(fd, layout.length)
         return
-    from .selfextract import complete_sh
+    from pixi_pack.pack.selfextract import complete_sh
 
     complete_sh(fd, layout.length, pyz)
 
@@ -469,7 +470,7 @@ def _write_output(staging: Path, options: PackOptions, subdir: str, pyz: Path | 
         logger.info("created pack folder at %s", output)
         return
     if pyz is not None:
-        from .selfextract import write_executable
+        from pixi_pack.pack.selfextract import write_executable
 
         payload = staging.parent / "payload.tar"
         with open(payload, "wb") as tar:

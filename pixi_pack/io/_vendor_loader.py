@@ -164,7 +164,7 @@ def _extract_from_zipapp(target: str) -> Path | None:
     zipapp = running_zipapp()
     if zipapp is None:
         return None
-    root = Path(__file__).resolve().parents[2] / "native"  # <SHIV_ROOT>/<name>_<build id>/native
+    root = Path(__file__).resolve().parents[3] / "native"  # <SHIV_ROOT>/<name>_<id>/native
     if (root / target / "zstandard" / "__init__.py").is_file():
         return root
     prefix = f"{NATIVE_DIR}/{target}/"

@@ -19,9 +19,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
-from . import tempfiles
-from .errors import PixiPackError
-from .platforms import is_windows, path_entries
+from pixi_pack.errors import PixiPackError
+from pixi_pack.io import tempfiles
+from pixi_pack.platforms import is_windows, path_entries
 
 logger = logging.getLogger("pixi_pack")
 

@@ -7,9 +7,16 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import ArchiveError
-from .models import CHANNEL_DIR, PACK_FORMAT_VERSION, PYPI_DIR, CondaPackage, PackMetadata, PypiPackage
-from .records import RecordError, check_conda_file_name, check_record
+from pixi_pack.errors import ArchiveError
+from pixi_pack.formats.records import RecordError, check_conda_file_name, check_record
+from pixi_pack.models import (
+    CHANNEL_DIR,
+    PACK_FORMAT_VERSION,
+    PYPI_DIR,
+    CondaPackage,
+    PackMetadata,
+    PypiPackage,
+)
 
 #: The key of ``pixi-pack.json`` that holds the sha256 of every wheel in ``pypi/``, by file name.
 PYPI_SHA256_KEY = "pypi-sha256"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .errors import IntegrityError
+from pixi_pack.errors import IntegrityError
 
 CHUNK_SIZE = 1 << 20
 

@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from .errors import PixiPackError
-from .hashing import hash_file
-from .matchspec import MatchSpec, parse_spec
-from .models import CondaPackage
-from .zstd import decompressing_reader
+from pixi_pack.errors import PixiPackError
+from pixi_pack.io.hashing import hash_file
+from pixi_pack.io.zstd import decompressing_reader
+from pixi_pack.lock.matchspec import MatchSpec, parse_spec
+from pixi_pack.models import CondaPackage
 
 INDEX_JSON = "info/index.json"
 

@@ -1,0 +1,1 @@
+"""What to pack: pixi.lock, the mirror config and conda's match specs. No network I/O."""
