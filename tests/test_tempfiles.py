@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from pixi_pack.io import tempfiles
 
@@ -70,3 +73,27 @@ def test_remove_stale_takes_only_dead_processes_entries(tmp_path: Path) -> None:
 
 def test_remove_stale_of_a_missing_folder_is_nothing(tmp_path: Path) -> None:
     assert tempfiles.remove_stale(tmp_path / "absent", "env") == []
+
+
+def test_replacing_renames_over_the_target_with_a_new_files_mode(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    target = tmp_path / "out"
+    target.symlink_to(victim)
+    with tempfiles.replacing(target, mode=0o777) as out:
+        out.write(b"new")
+    assert not target.is_symlink()
+    assert target.read_bytes() == b"new"
+    assert victim.read_text() == "keep"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~tempfiles.umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "victim"]
+
+
+def test_replacing_removes_its_file_when_the_body_fails(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), tempfiles.replacing(target) as out:
+        out.write(b"half")
+        raise RuntimeError
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -70,17 +70,10 @@ def write_activation_script(output_dir: Path, prefix: Path, platform: str, shell
         flavour
     ](activation)
     target = output_dir / f"activate.{extension}"
-    temp: Path | None = None
     try:
-        fd, temp = tempfiles.create_file(output_dir, target.name)
-        with open(fd, "w", encoding="utf-8", newline="") as out:
-            if hasattr(os, "fchmod"):  # not on Windows, where modes do not apply
-                os.fchmod(fd, 0o666 & ~tempfiles.umask())
-            out.write(text)
-        os.replace(temp, target)
+        with tempfiles.replacing(target) as out:
+            out.write(text.encode("utf-8"))
     except OSError as exc:
-        if temp is not None:
-            temp.unlink(missing_ok=True)
         msg = f"could not write the activation script {target}: {exc}"
         raise PixiPackError(msg) from exc
     return target

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 from pixi_pack.formats.package_info import Package, PathEntry
 from pixi_pack.install.tree import TreeWriter
+from pixi_pack.io import tempfiles
 
 #: What upstream pixi-unpack writes to ``conda-meta/history`` (rattler itself leaves it empty).
 HISTORY = "// not relevant for pixi but for `conda run -p`"
@@ -167,13 +166,5 @@ def _repodata_value(key: str, record: Mapping[str, Any], index: Mapping[str, Any
 
 def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` as rattler does (pretty, two spaces, no final newline) via a temp file."""
-    text = json.dumps(document, indent=2, ensure_ascii=False)
-    fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    try:
-        with open(fd, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    Path(path).chmod(0o644)
+    with tempfiles.replacing(path, mode=0o644) as out:
+        out.write(json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))

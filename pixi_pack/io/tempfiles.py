@@ -3,7 +3,8 @@
 Every temporary name is ``.<tag>-<pid>-<random><suffix>``. It is created with ``O_CREAT | O_EXCL |
 O_NOFOLLOW`` (``tempfile.mkstemp``/``mkdtemp``), so a file or symlink planted at a guessed name is never
 opened or written through. The pid in the name says whose it is: a later run removes the leftovers of a
-process that is gone (one killed with SIGKILL) with :func:`remove_stale`.
+process that is gone (one killed with SIGKILL) with :func:`remove_stale`. :func:`replacing` is the one
+way a file is written whole and renamed into place.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 _STALE = re.compile(
     r"^\.(?P<tag>[A-Za-z0-9_.+-]+?)-(?P<pid>[0-9]{1,10})-[A-Za-z0-9_]{6,}(?P<suffix>\.[a-z]+)?$"
@@ -50,6 +54,25 @@ def create_file(directory: Path, tag: str, suffix: str = ".part") -> tuple[int, 
     """
     fd, name = tempfile.mkstemp(prefix=_prefix(tag), suffix=suffix, dir=directory)
     return fd, Path(name)
+
+
+@contextmanager
+def replacing(target: Path, *, mode: int = 0o666) -> Iterator[BinaryIO]:
+    """A new temporary file beside ``target``, open for writing: renamed over ``target`` when the body
+    succeeds, removed when it fails. It gets ``mode`` less the umask (modes do not apply on Windows).
+
+    Nothing is ever written through an existing ``target`` or a name planted beside it.
+    """
+    fd, partial = create_file(target.parent, target.name)
+    try:
+        with open(fd, "wb") as out:
+            yield out
+            if hasattr(os, "fchmod"):
+                os.fchmod(out.fileno(), mode & ~umask())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def create_dir(directory: Path | None, tag: str, suffix: str = ".partial") -> Path:

@@ -347,27 +347,13 @@ def _write_in_place(
 
 @contextmanager
 def _replacing(output: Path, *, executable: bool) -> Iterator[int]:
-    """A new temporary file beside ``output``, open for writing: renamed to ``output`` if the body
-    succeeds, else removed. It gets the mode a new file would get (executable: ``0o777``), less the umask.
-    """
+    """:func:`tempfiles.replacing` for the pack: its descriptor, and our error for what the OS says."""
     try:
-        fd, partial = tempfiles.create_file(output.parent, output.name)
+        with tempfiles.replacing(output, mode=0o777 if executable else 0o666) as out:
+            yield out.fileno()
     except OSError as exc:
         msg = f"could not write {output}: {exc.strerror or exc}"
         raise PixiPackError(msg) from exc
-    try:
-        try:
-            yield fd
-            if hasattr(os, "fchmod"):  # not on Windows, where modes do not apply
-                os.fchmod(fd, (0o777 if executable else 0o666) & ~tempfiles.umask())
-        finally:
-            os.close(fd)
-        os.replace(partial, output)
-    except OSError as exc:
-        msg = f"could not write {output}: {exc.strerror or exc}"
-        raise PixiPackError(msg) from exc
-    finally:
-        partial.unlink(missing_ok=True)
     logger.info("created pack at %s (%s)", output, human_bytes(output.stat().st_size))
 
 

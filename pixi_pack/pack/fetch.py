@@ -442,14 +442,9 @@ def _write_verified(
         check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=destination.size)
         return digests
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfiles.create_file(destination.parent, destination.name)
-    try:
-        with open(fd, "wb") as out:
-            digests = copy_and_hash(source, out, on_bytes, md5=md5)
+    with tempfiles.replacing(destination, mode=0o600) as out:
+        digests = copy_and_hash(source, out, on_bytes, md5=md5)
         check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=expected.size)
-        os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)
     return digests
 
 
@@ -469,21 +464,16 @@ def _copy_to_slot(
 
 def _store(source: Path | Slot, destination: Path) -> None:
     """Put a verified copy of ``source`` in the cache at ``destination``; a failure only warns."""
-    partial: Path | None = None
     try:
         destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfiles.create_file(destination.parent, destination.name)
-        with open(fd, "wb") as out:
+        with tempfiles.replacing(destination, mode=0o600) as out:
             if isinstance(source, Slot):
                 copy_range(source.fd, source.offset, out.fileno(), 0, source.size)
             else:
                 with open(source, "rb") as src:
                     copy_range(src.fileno(), 0, out.fileno(), 0, os.fstat(src.fileno()).st_size)
-        os.replace(partial, destination)
     except OSError as exc:
         logger.warning("could not store %s in the cache: %s", destination, exc.strerror or exc)
-        if partial is not None:
-            partial.unlink(missing_ok=True)
 
 
 def is_url(location: str) -> bool:
