@@ -190,7 +190,7 @@ def test_cancel_stops_a_trickling_download(serve: Callable[[Behaviour], _Server]
 )
 def test_a_hostile_auth_file_is_our_error(tmp_path: Path, content: bytes, message: str) -> None:
     from pixi_pack.errors import PixiPackError
-    from pixi_pack.pack.fetch import load_auth_file
+    from pixi_pack.pack.auth import load_auth_file
 
     path = tmp_path / "auth.json"
     path.write_bytes(content)
@@ -238,7 +238,7 @@ def test_fuzz_auth_file(tmp_path: Path, document: object, raw: bytes) -> None:
     import json
 
     from pixi_pack.errors import PixiPackError
-    from pixi_pack.pack.fetch import load_auth_file
+    from pixi_pack.pack.auth import load_auth_file
 
     path = tmp_path / "auth.json"
     for content in (json.dumps(document).encode(), raw):

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from pixi_pack.errors import LockfileError
+from pixi_pack.formats.locations import is_url
 from pixi_pack.formats.records import (
     RecordError,
     check_conda_file_name,
@@ -299,7 +300,7 @@ def resolve_location(location: str, base_dir: Path) -> str:
     """An absolute URL or filesystem path for a lockfile location (``direct+`` dropped)."""
     if location.startswith("direct+"):
         location = location[len("direct+") :]
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", location):
+    if is_url(location):
         return location
     path = Path(location).expanduser()
     if re.match(r"^[A-Za-z]:[\\/]", location):

@@ -18,6 +18,7 @@ from pixi_pack import __version__
 from pixi_pack.errors import LockfileError, PixiPackError
 from pixi_pack.formats.archive import TarLayout, copy_range, tar_layout, write_at, write_tar
 from pixi_pack.formats.channel import environment_yml, metadata_json, normalize_project_name, repodata_files
+from pixi_pack.formats.locations import is_url
 from pixi_pack.io import tempfiles
 from pixi_pack.lock.lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
 from pixi_pack.models import (
@@ -33,7 +34,7 @@ from pixi_pack.models import (
     PackOptions,
     PypiPackage,
 )
-from pixi_pack.pack.fetch import Expected, Fetcher, Slot, is_url
+from pixi_pack.pack.fetch import Expected, Fetcher, Slot
 from pixi_pack.platforms import is_windows
 from pixi_pack.progress import Progress, human_bytes
 

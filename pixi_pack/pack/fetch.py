@@ -8,21 +8,18 @@ and its owner discards the whole file if any fetch fails.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import http.client
-import json
 import logging
 import os
-import re
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import requests
@@ -35,6 +32,7 @@ from pixi_pack.io import tempfiles
 from pixi_pack.io.hashing import Digests, Readable, check_digests, copy_and_hash, hash_stream, needs_md5
 from pixi_pack.models import MirrorConfig
 from pixi_pack.pack import s3
+from pixi_pack.pack.auth import http_request, load_auth_file
 
 logger = logging.getLogger("pixi_pack")
 
@@ -332,19 +330,7 @@ class Fetcher:
                 return location.url, {}
             now = datetime.datetime.now(datetime.timezone.utc)
             return location.url, s3.sign_get(location.url, location.region, s3_credentials, now)
-        credentials = _credentials_for(self._auth, parts.hostname or "")
-        if credentials is None:
-            return url, {}
-        if "BearerToken" in credentials:
-            return url, {"Authorization": f"Bearer {credentials['BearerToken']}"}
-        if "BasicHTTP" in credentials:
-            basic = credentials["BasicHTTP"]
-            token = base64.b64encode(f"{basic['username']}:{basic['password']}".encode()).decode()
-            return url, {"Authorization": f"Basic {token}"}
-        if "CondaToken" in credentials:
-            path = f"/t/{credentials['CondaToken']}{parts.path}"
-            return urlunsplit(parts._replace(path=path)), {}
-        return url, {}
+        return http_request(self._auth, url)
 
 
 def _shutdown(response: requests.Response) -> None:
@@ -360,72 +346,6 @@ def _shutdown(response: requests.Response) -> None:
 
 def _reason(candidate: str, url: str, reason: str) -> str:
     return reason if candidate == url else f"mirror {candidate}: {reason}"
-
-
-def load_auth_file(path: Path | None) -> Mapping[str, Mapping[str, Any]]:
-    """Read a rattler authentication file (``--auth-file`` or ``$RATTLER_AUTH_FILE``): host -> credentials.
-
-    Every credential pixi-pack uses is checked for its type here; unknown kinds are ignored.
-    """
-    if path is None:
-        env = os.environ.get("RATTLER_AUTH_FILE")
-        if not env:
-            return {}
-        path = Path(env)
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        msg = f"could not read authentication file {path}: {exc.strerror or exc}"
-        raise PixiPackError(msg) from exc
-    except (ValueError, RecursionError) as exc:
-        msg = f"could not read authentication file {path}: not valid JSON ({exc})"
-        raise PixiPackError(msg) from exc
-    if not isinstance(data, dict):
-        msg = f"could not read authentication file {path}: expected a JSON object of host -> credentials"
-        raise PixiPackError(msg)
-    for host, credentials in data.items():
-        _check_credentials(path, host, credentials)
-    return data
-
-
-_CREDENTIAL_FIELDS = {
-    "BearerToken": None,
-    "CondaToken": None,
-    "BasicHTTP": {"username": True, "password": True},
-    "S3Credentials": {"access_key_id": True, "secret_access_key": True, "session_token": False},
-}
-"""Each kind of credential: a string (None), or an object of string fields (required or not)."""
-
-
-def _check_credentials(path: Path, host: str, credentials: object) -> None:
-    def fail(field: str, wanted: str) -> PixiPackError:
-        return PixiPackError(f"could not read authentication file {path}: {field} must be {wanted}")
-
-    if not isinstance(credentials, dict):
-        raise fail(json.dumps(host), "an object of credentials")
-    for kind, fields in _CREDENTIAL_FIELDS.items():
-        if kind not in credentials:
-            continue
-        value = credentials[kind]
-        where = f"{json.dumps(host)}.{kind}"
-        if fields is None:
-            if not isinstance(value, str):
-                raise fail(where, "a string")
-            continue
-        if not isinstance(value, dict):
-            raise fail(where, "an object")
-        for name, required in fields.items():
-            if (required or value.get(name) is not None) and not isinstance(value.get(name), str):
-                raise fail(f"{where}.{name}", "a string")
-
-
-def _credentials_for(auth: Mapping[str, Mapping[str, Any]], host: str) -> Mapping[str, Any] | None:
-    if host in auth:
-        return auth[host]
-    for pattern, credentials in auth.items():
-        if pattern.startswith("*.") and (host.endswith(pattern[1:]) or host == pattern[2:]):
-            return credentials
-    return None
 
 
 def _write_verified(
@@ -474,7 +394,3 @@ def _store(source: Path | Slot, destination: Path) -> None:
                     copy_range(src.fileno(), 0, out.fileno(), 0, os.fstat(src.fileno()).st_size)
     except OSError as exc:
         logger.warning("could not store %s in the cache: %s", destination, exc.strerror or exc)
-
-
-def is_url(location: str) -> bool:
-    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", location) is not None

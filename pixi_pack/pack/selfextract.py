@@ -31,6 +31,7 @@ from urllib.parse import urldefrag
 
 from pixi_pack.errors import IntegrityError, PixiPackError
 from pixi_pack.formats.archive import RangeReader, copy_range, write_at
+from pixi_pack.formats.locations import is_url
 from pixi_pack.io._vendor_loader import running_zipapp
 from pixi_pack.io.hashing import hash_stream
 
@@ -324,7 +325,7 @@ def find_unpacker(
                 "pass --pixi-unpack-source dist/pixi-pack.pyz (`make zipapp` builds it) or a URL of one"
             )
             raise PixiPackError(msg)
-    elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", source):
+    elif is_url(source):
         path = _download_unpacker(source, download, directory)
     else:
         path = Path(source).expanduser()
