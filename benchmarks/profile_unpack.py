@@ -122,6 +122,7 @@ def spy(tar: Path) -> None:
 
 
 Patch = Callable[[], contextlib.AbstractContextManager[None]]
+Tuning = Callable[[], contextlib.AbstractContextManager[object]]
 
 
 @contextlib.contextmanager
@@ -141,37 +142,32 @@ def patched(target: Any, name: str, value: Any) -> Iterator[None]:
 
 @contextlib.contextmanager
 def default_gil_slices() -> Iterator[None]:
-    """Python's default 5 ms GIL slices while installing, instead of link.GIL_SLICE."""
-    from pixi_pack.install import link
+    """Python's default 5 ms GIL slices while installing, instead of cli.GIL_SLICE."""
+    from pixi_pack import cli
 
-    with patched(link, "GIL_SLICE", 0.005):
+    with patched(cli, "GIL_SLICE", 0.005):
         yield
 
 
 @contextlib.contextmanager
-def collecting_garbage() -> Iterator[None]:
-    """The cyclic garbage collector left on while installing."""
-    from pixi_pack.install import link
+def slices_only() -> Iterator[None]:
+    """The install's tuning without turning the cyclic garbage collector off."""
+    from pixi_pack import cli
 
-    @contextlib.contextmanager
-    def slices_only() -> Iterator[None]:
-        previous = sys.getswitchinterval()
-        sys.setswitchinterval(link.GIL_SLICE)
-        try:
-            yield
-        finally:
-            sys.setswitchinterval(previous)
-
-    with patched(link, "_interpreter_tuned_for_installing", slices_only):
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(cli.GIL_SLICE)
+    try:
         yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @contextlib.contextmanager
 def install_workers(count: int) -> Iterator[None]:
-    from pixi_pack.install import link
+    from pixi_pack.install import link, unpack
 
     original = link.install_packages
-    with patched(link, "install_packages", functools.partial(original, workers=count)):
+    with patched(unpack, "install_packages", functools.partial(original, workers=count)):
         yield
 
 
@@ -185,24 +181,27 @@ def no_verify() -> Iterator[None]:
 
 
 def variants(tar: Path, runs: int) -> None:
+    from pixi_pack.cli import tuned_interpreter
     from pixi_pack.install.unpack import unpack
     from pixi_pack.models import UnpackOptions
 
-    cases: dict[str, Patch] = {
-        "as is": baseline,
-        "default 5 ms GIL slices": default_gil_slices,
-        "garbage collector on": collecting_garbage,
-        "3 install workers": functools.partial(install_workers, 3),
-        "no verify (bound)": no_verify,
+    tuned: Tuning = tuned_interpreter
+    cases: dict[str, tuple[Patch, Tuning]] = {
+        "as is": (baseline, tuned),
+        "default 5 ms GIL slices": (default_gil_slices, tuned),
+        "garbage collector on": (baseline, slices_only),
+        "3 install workers": (functools.partial(install_workers, 3), tuned),
+        "no verify (bound)": (no_verify, tuned),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     for index in range(runs + 1):
         names = list(cases) if index % 2 == 0 else list(reversed(cases))
         for name in names:
-            with run.scratch() as folder, cases[name]():
+            patch, tuning = cases[name]
+            with run.scratch() as folder, patch():
                 sample = run.run_inline(
-                    lambda folder=folder: unpack(  # type: ignore[misc]
-                        UnpackOptions(pack=tar, output_directory=folder, env_name="env")
+                    lambda folder=folder, tuning=tuning: unpack(  # type: ignore[misc]
+                        UnpackOptions(pack=tar, output_directory=folder, env_name="env"), tuning=tuning
                     )
                 )
             if index > 0:

@@ -281,6 +281,7 @@ def bench_unpack(ctx: Context, log: Callable[[str], None]) -> list[Row]:
 
     import rattler
 
+    from pixi_pack.cli import tuned_interpreter
     from pixi_pack.install.unpack import unpack
     from pixi_pack.models import UnpackOptions
 
@@ -298,7 +299,8 @@ def bench_unpack(ctx: Context, log: Callable[[str], None]) -> list[Row]:
         return run_inline(lambda: asyncio.run(coro))
 
     def unpack_inline(folder: Path) -> Sample:
-        return run_inline(lambda: unpack(UnpackOptions(pack=tar, output_directory=folder, env_name="env")))
+        options = UnpackOptions(pack=tar, output_directory=folder, env_name="env")
+        return run_inline(lambda: unpack(options, tuning=tuned_interpreter))
 
     places = [("disk", WORK)] + ([("tmpfs", TMPFS)] if TMPFS.parent.is_dir() else [])
     rows = []

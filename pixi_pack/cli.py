@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pixi_pack import __version__
@@ -208,6 +210,7 @@ def _pack(args: argparse.Namespace) -> None:
 
 def _unpack(args: argparse.Namespace) -> None:
     from pixi_pack.install.unpack import unpack
+    from pixi_pack.io.zstd import Decompressor
 
     pack_file = None if args.pack_file == "-" else Path(args.pack_file)
     unpack(
@@ -219,8 +222,40 @@ def _unpack(args: argparse.Namespace) -> None:
             payload_offset=args.payload_offset,
             payload_length=args.payload_length,
             payload_sha256=args.payload_sha256,
-        )
+        ),
+        stdin=sys.stdin.buffer,
+        tuning=tuned_interpreter,
+        zstd=Decompressor(),
     )
+
+
+#: Seconds a thread may hold the GIL while another waits for it (Python's default is 5 ms).
+GIL_SLICE = 0.0005
+
+
+@contextmanager
+def tuned_interpreter() -> Iterator[None]:
+    """Short GIL slices and no cyclic garbage collection while installing; both restored after.
+
+    Both settings are the whole process's, so the command line chooses them, around the install
+    (``tuning`` of :func:`~pixi_pack.install.link.install_packages`). A thread writing small files lets
+    go of the GIL at every ``open``/``write`` and must then wait for it while a thread parsing tar
+    headers or placeholders runs Python: for up to 5 ms each time by default, which made the biggest
+    package's thread wait more than it worked. :data:`GIL_SLICE` measured best (shorter slices lose
+    more time switching). The per-file objects die by reference counting, yet the collector ran every
+    700 of them; the few cycles left are collected once it is back on. benchmarks/README.md has the
+    figures.
+    """
+    previous = sys.getswitchinterval()
+    collecting = gc.isenabled()
+    sys.setswitchinterval(min(previous, GIL_SLICE))
+    gc.disable()
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+        if collecting:
+            gc.enable()
 
 
 def pack_main(argv: Sequence[str] | None = None, prog: str = "pixi-pack") -> int:

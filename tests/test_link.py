@@ -37,10 +37,12 @@ from builders import (
 from conftest import default_packages, prefix_tree, realdata_path, source_of
 from test_extract import member, tar_bytes, write_conda
 
+from pixi_pack.cli import GIL_SLICE, tuned_interpreter
 from pixi_pack.errors import ArchiveError, InstallError
 from pixi_pack.formats.package_info import EntryPoint, parse_has_prefix_line
 from pixi_pack.install.condameta import HISTORY
-from pixi_pack.install.link import GIL_SLICE, entry_point_script, install_packages
+from pixi_pack.install.link import install_packages
+from pixi_pack.install.linker import entry_point_script
 from pixi_pack.install.plan import CLOBBERS_DIR, dependency_name, resolve_clobbers, sort_topologically
 from pixi_pack.models import PackageSource
 from pixi_pack.platforms import PythonInfo, python_major_minor
@@ -421,7 +423,8 @@ def test_on_installed_is_called_once_per_package(tmp_path: Path) -> None:
     assert sorted(seen) == sorted(s.file_name for s in sources)
 
 
-def test_gil_slices_and_gc_are_tuned_while_installing_and_restored_after(tmp_path: Path) -> None:
+def test_a_library_call_leaves_the_interpreter_alone(tmp_path: Path) -> None:
+    """GIL slices and the collector are the process's: only a caller that passes ``tuning`` changes them."""
     sources = built(default_packages(tmp_path / "build"))
     seen: list[tuple[float, bool]] = []
     before = sys.getswitchinterval()
@@ -432,6 +435,21 @@ def test_gil_slices_and_gc_are_tuned_while_installing_and_restored_after(tmp_pat
         PLATFORM,
         on_installed=lambda _: seen.append((sys.getswitchinterval(), gc.isenabled())),
     )
+    assert seen and set(seen) == {(before, True)}
+
+
+def test_gil_slices_and_gc_are_tuned_while_installing_and_restored_after(tmp_path: Path) -> None:
+    sources = built(default_packages(tmp_path / "build"))
+    seen: list[tuple[float, bool]] = []
+    before = sys.getswitchinterval()
+    install_packages(
+        sources,
+        tmp_path / "env",
+        tmp_path / "env",
+        PLATFORM,
+        on_installed=lambda _: seen.append((sys.getswitchinterval(), gc.isenabled())),
+        tuning=tuned_interpreter,
+    )
     assert seen and set(seen) == {(GIL_SLICE, False)}
     assert sys.getswitchinterval() == before
     assert gc.isenabled()
@@ -440,12 +458,18 @@ def test_gil_slices_and_gc_are_tuned_while_installing_and_restored_after(tmp_pat
     )
     record = {"name": "evil", "version": "1", "build": "0", "subdir": PLATFORM, "depends": []}
     with pytest.raises(ArchiveError, match="absolute path"):  # also after a failure
-        install_packages([source_of(evil, record)], tmp_path / "env2", tmp_path / "env2", PLATFORM)
+        install_packages(
+            [source_of(evil, record)],
+            tmp_path / "env2",
+            tmp_path / "env2",
+            PLATFORM,
+            tuning=tuned_interpreter,
+        )
     assert sys.getswitchinterval() == before
     assert gc.isenabled()
     gc.disable()  # a caller that turned the collector off keeps it off
     try:
-        install_packages(sources, tmp_path / "env3", tmp_path / "env3", PLATFORM)
+        install_packages(sources, tmp_path / "env3", tmp_path / "env3", PLATFORM, tuning=tuned_interpreter)
         assert not gc.isenabled()
     finally:
         gc.enable()
@@ -734,9 +758,9 @@ def test_big_placeholder_files_are_streamed_and_match_rattler(
     same conda-meta hashes as rattler, and memory well below the file's size."""
     import tracemalloc
 
-    import pixi_pack.install.link
+    import pixi_pack.install.linker
 
-    monkeypatch.setattr(pixi_pack.install.link, "PATCHED_IN_MEMORY_UP_TO", 1 << 20)
+    monkeypatch.setattr(pixi_pack.install.linker, "PATCHED_IN_MEMORY_UP_TO", 1 << 20)
     size = 24 << 20
     package = build_package(tmp_path / "b", "big", files=_big_placeholder_files(size))
     theirs, ours = tmp_path / "rattler" / "env", tmp_path / "ours" / "env"

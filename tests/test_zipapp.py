@@ -251,11 +251,12 @@ def test_version_in_bare_interpreter(python: Path, zipapp: Path, tmp_path: Path)
 ZSTD_PROBE = """
 import io, sys
 from pixi_pack.io import zstd
-backend = zstd.backend()
+decompressor = zstd.Decompressor()
+backend = decompressor.backend()
 frame = bytes.fromhex("28b52ffd04585900006865726520616761696e0a7f7c14ae")  # zstd of "here again\\n"
 print(backend.name)
 print(sys.modules["zstandard.backend_c"].__file__)
-print(zstd.decompressing_reader(io.BytesIO(frame)).read().decode(), end="")
+print(decompressor.open(io.BytesIO(frame)).read().decode(), end="")
 """
 
 

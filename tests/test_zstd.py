@@ -60,16 +60,16 @@ def test_default_backend_decompresses() -> None:
     backend = zstd.select_backend()
     assert backend.name in ("compression.zstd", "zstandard", "zstandard (bundled)")
     source = io.BytesIO(compressed())
-    with zstd.decompressing_reader(source) as reader:
+    with zstd.Decompressor().open(source) as reader:
         assert reader.read() == DATA
     assert not source.closed
 
 
 def test_backend_is_chosen_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(zstd, "_selected", None)
-    first = zstd.backend()
+    decompressor = zstd.Decompressor()
+    first = decompressor.backend()
     monkeypatch.setitem(sys.modules, "zstandard", None)
-    assert zstd.backend() is first
+    assert decompressor.backend() is first
 
 
 def test_stdlib_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,9 +324,8 @@ def test_backend_is_chosen_once_when_threads_race(monkeypatch: pytest.MonkeyPatc
         time.sleep(0.05)
         return chosen
 
-    monkeypatch.setattr(zstd, "_selected", None)
-    monkeypatch.setattr(zstd, "select_backend", slow_select)
+    decompressor = zstd.Decompressor(slow_select)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda _: zstd.backend(), range(8)))
+        results = list(pool.map(lambda _: decompressor.backend(), range(8)))
     assert len(calls) == 1
     assert all(r is chosen for r in results)

@@ -33,7 +33,7 @@ from pixi_pack.io.tarstream import (
     TarFormatError,
     TarStream,
 )
-from pixi_pack.io.zstd import decompressing_reader
+from pixi_pack.io.zstd import Decompressor
 
 #: The ``info/`` files an installer reads; everything else in ``info/`` (recipes, tests, licenses) is skipped.
 INFO_FILES = (
@@ -275,7 +275,7 @@ def _conda_members(archive: zipfile.ZipFile, file_name: str) -> tuple[zipfile.Zi
 
 
 @contextmanager
-def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[TarStream]:
+def _open_tar(source: BinaryIO, file_name: str, part: str, zstd: Decompressor | None) -> Iterator[TarStream]:
     """A streaming tar reader over ``part``, ``info`` or ``pkg``: one of the two tars of a ``.conda``; for
     the one tar of a ``.tar.bz2``, ``pkg`` reads it ahead in a thread and ``info`` in small pieces."""
     with ExitStack() as stack:
@@ -290,7 +290,7 @@ def _open_tar(source: BinaryIO, file_name: str, part: str) -> Iterator[TarStream
                 archive = stack.enter_context(zipfile.ZipFile(source))
                 info, pkg = _conda_members(archive, file_name)
                 member = stack.enter_context(archive.open(info if part == "info" else pkg))
-                decompressed = decompressing_reader(member)  # type: ignore[arg-type]
+                decompressed = (zstd or Decompressor()).open(member)  # type: ignore[arg-type]
                 stack.callback(decompressed.close)
                 read = decompressed.read
         # info/ is small and comes first: reading it should not decompress a MiB of payload.
@@ -383,16 +383,17 @@ def _read_all(tar: TarStream, file_name: str) -> bytes:
         _unreadable(file_name, exc)
 
 
-def read_info(source: BinaryIO, file_name: str) -> PackageInfo:
+def read_info(source: BinaryIO, file_name: str, *, zstd: Decompressor | None = None) -> PackageInfo:
     """The :data:`INFO_FILES` of a package (and ``info/about.json``'s mtime).
 
     A ``.tar.bz2`` is read only as far as needed: up to the first payload member once everything an
-    installer needs has been seen (conda writes ``info/`` first), else to the end.
+    installer needs has been seen (conda writes ``info/`` first), else to the end. ``zstd`` reads a
+    ``.conda``'s tars (a :class:`~pixi_pack.io.zstd.Decompressor` of this call if not given).
     """
     files: dict[str, bytes] = {}
     about_mtime: int | None = None
     is_conda = package_format(file_name) == "conda"
-    with _open_tar(source, file_name, "info") as tar:
+    with _open_tar(source, file_name, "info", zstd) as tar:
         for entry in _entries(tar, file_name):
             name = entry.name[2:] if entry.name.startswith("./") else entry.name
             if not name.startswith("info/"):
@@ -425,7 +426,7 @@ def _info_complete(files: Mapping[str, bytes]) -> bool:
 
 @contextmanager
 def iter_payload(
-    source: BinaryIO, file_name: str
+    source: BinaryIO, file_name: str, *, zstd: Decompressor | None = None
 ) -> Iterator[Iterator[tuple[Member, bytes | Readable | None]]]:
     """The payload members in archive order, each with its data (files only).
 
@@ -450,5 +451,5 @@ def iter_payload(
                 )
             yield member, data
 
-    with _open_tar(source, file_name, "pkg") as tar:
+    with _open_tar(source, file_name, "pkg", zstd) as tar:
         yield members(tar)

@@ -9,13 +9,14 @@ before it is trusted. The rules follow rattler_conda_types' ``package/paths.rs``
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pixi_pack.errors import ArchiveError
 from pixi_pack.formats.package import PackageInfo, invalid_package, normalize_member_path, read_info
 from pixi_pack.formats.records import RecordError, check_index, check_sha256, check_size
+from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import PackageSource
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -44,21 +45,15 @@ class EntryPoint:
     function: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Package:
-    """A package being installed: its source, metadata, and where each of its files goes."""
+    """A package to install, as its archive describes it: its source, ``index.json`` and payload listing."""
 
     source: PackageSource
     index: Mapping[str, Any]
     info: PackageInfo
-    entries: list[PathEntry]
-    entry_points: list[EntryPoint]
-    final: dict[str, str] = field(default_factory=dict)
-    """Package path -> path in the prefix (noarch python paths mapped)."""
-    installed: dict[str, str] = field(default_factory=dict)
-    """Path in the prefix -> where this package's copy is written (itself, or under ``__clobbers__``)."""
-    shadowed: set[str] = field(default_factory=set)
-    """Package paths not written because an entry point of the same package takes their place."""
+    entries: Sequence[PathEntry]
+    entry_points: Sequence[EntryPoint]
 
     @property
     def name(self) -> str:
@@ -80,10 +75,10 @@ class Package:
         return [str(d) for d in depends or []]
 
 
-def load_package(source: PackageSource) -> Package:
+def load_package(source: PackageSource, *, zstd: Decompressor | None = None) -> Package:
     """Read a package's ``info/`` and parse what installing it needs."""
     with source.open() as stream:
-        info = read_info(stream, source.file_name)
+        info = read_info(stream, source.file_name, zstd=zstd)
     index = parse_index_json(info.json("index.json", source.file_name), source.file_name)
     if "paths.json" in info.files:
         entries = parse_paths_json(info.json("paths.json", source.file_name), source.file_name)
@@ -94,7 +89,7 @@ def load_package(source: PackageSource) -> Package:
         if index.get("noarch") == "python" and "link.json" in info.files
         else []
     )
-    return Package(source, index, info, entries, entry_points)
+    return Package(source, index, info, tuple(entries), tuple(entry_points))
 
 
 def parse_index_json(document: object, file_name: str) -> dict[str, Any]:

@@ -39,9 +39,9 @@ def start_prefix(writer: TreeWriter) -> None:
     writer.write("CACHEDIR.TAG", CACHEDIR_TAG.encode(), 0o644, None)
 
 
-@dataclass
+@dataclass(frozen=True)
 class WrittenPath:
-    """What was written for one path of a package, as ``paths_data`` records it."""
+    """What was written for one path of a package, as ``paths_data`` records it (build it by keyword)."""
 
     entry: PathEntry
     installed: str

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from pixi_pack.errors import InstallError
 from pixi_pack.formats.package_info import EntryPoint, Package
@@ -22,21 +24,58 @@ from pixi_pack.platforms import PythonInfo, is_windows
 CLOBBERS_DIR = "__clobbers__"
 
 
-def plan_paths(packages: Sequence[Package], python: PythonInfo | None, platform: str) -> list[Package]:
-    """Fill in ``final``, ``shadowed`` and ``installed`` for every package; returns them in dependency order."""
+@dataclass(frozen=True)
+class PackagePlan:
+    """Where one package's files go; made by :func:`plan_install`, never changed after."""
+
+    package: Package
+    final: Mapping[str, str]
+    """Package path -> path in the prefix (noarch python paths mapped)."""
+    installed: Mapping[str, str]
+    """Path in the prefix -> where this package's copy is written (itself, or under ``__clobbers__``)."""
+    shadowed: frozenset[str]
+    """Package paths not written because an entry point of the same package takes their place."""
+    scripts: Sequence[tuple[EntryPoint, Sequence[str]]]
+    """Each entry point and the scripts written for it, relative to the prefix (noarch python only)."""
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """Every package's :class:`PackagePlan`, in dependency order, and the environment's python."""
+
+    packages: Sequence[PackagePlan]
+    python: PythonInfo | None
+    platform: str
+
+
+def plan_install(packages: Sequence[Package], platform: str) -> InstallPlan:
+    """Decide where every file of ``packages`` goes in a ``platform`` prefix, before anything is written."""
+    python = environment_python(packages, platform)
     by_name = _by_unique_name(packages)
     order = sort_topologically(
         sorted(by_name),
         {n: p.depends for n, p in by_name.items()},
         {n: p.index.get("noarch") not in (None, False) for n, p in by_name.items()},
     )
-    owned = {name: _owned_paths(by_name[name], python, platform) for name in order}
+    layouts = {name: _layout(by_name[name], python, platform) for name in order}
+    owned = {name: layout.owned for name, layout in layouts.items()}
     live = resolve_clobbers(order, owned)
+    plans = []
     for name in order:
-        package = by_name[name]
-        for path in owned[name]:
-            package.installed[path] = path if (name, path) in live else f"{CLOBBERS_DIR}/{name}/{path}"
-    return [by_name[n] for n in order]
+        layout = layouts[name]
+        installed = {
+            path: path if (name, path) in live else f"{CLOBBERS_DIR}/{name}/{path}" for path in layout.owned
+        }
+        plans.append(
+            PackagePlan(
+                package=by_name[name],
+                final=MappingProxyType(layout.final),
+                installed=MappingProxyType(installed),
+                shadowed=layout.shadowed,
+                scripts=layout.scripts,
+            )
+        )
+    return InstallPlan(packages=tuple(plans), python=python, platform=platform)
 
 
 def _by_unique_name(packages: Sequence[Package]) -> dict[str, Package]:
@@ -49,14 +88,24 @@ def _by_unique_name(packages: Sequence[Package]) -> dict[str, Package]:
     return by_name
 
 
-def _owned_paths(package: Package, python: PythonInfo | None, platform: str) -> list[str]:
-    """Fill in the package's ``final`` and ``shadowed``; returns the prefix paths it writes, in order."""
-    _map_final_paths(package, python)
-    scripts = _entry_point_targets(package, python, platform)
+@dataclass(frozen=True)
+class _Layout:
+    final: dict[str, str]
+    scripts: tuple[tuple[EntryPoint, tuple[str, ...]], ...]
+    shadowed: frozenset[str]
+    owned: list[str]
+    """The prefix paths the package writes, in order."""
+
+
+def _layout(package: Package, python: PythonInfo | None, platform: str) -> _Layout:
+    final = _final_paths(package, python)
+    scripts = _entry_point_scripts(package, python, platform)
+    targets = {path for _, paths in scripts for path in paths}
     # rattler writes entry points after the files, so an entry point replaces a file at its path.
-    package.shadowed = {e.path for e in package.entries if package.final[e.path] in scripts}
-    files = [package.final[e.path] for e in package.entries if e.path_type != "directory"]
-    return list(dict.fromkeys([*files, *scripts]))
+    shadowed = frozenset(e.path for e in package.entries if final[e.path] in targets)
+    files = [final[e.path] for e in package.entries if e.path_type != "directory"]
+    owned = [*files, *(path for _, paths in scripts for path in paths)]
+    return _Layout(final, scripts, shadowed, list(dict.fromkeys(owned)))
 
 
 # --- noarch python ------------------------------------------------------------------------------------
@@ -76,19 +125,21 @@ def environment_python(packages: Iterable[Package], platform: str) -> PythonInfo
     return info
 
 
-def _map_final_paths(package: Package, python: PythonInfo | None) -> None:
+def _final_paths(package: Package, python: PythonInfo | None) -> dict[str, str]:
     if package.noarch_python and python is None:
         msg = f"could not install {package.dist}: it is a noarch python package but the environment has no python"
         raise InstallError(msg)
-    for entry in package.entries:
-        final = python.target_path(entry.path) if package.noarch_python and python else entry.path
-        package.final[entry.path] = final
+    if package.noarch_python and python:
+        return {entry.path: python.target_path(entry.path) for entry in package.entries}
+    return {entry.path: entry.path for entry in package.entries}
 
 
-def _entry_point_targets(package: Package, python: PythonInfo | None, platform: str) -> list[str]:
+def _entry_point_scripts(
+    package: Package, python: PythonInfo | None, platform: str
+) -> tuple[tuple[EntryPoint, tuple[str, ...]], ...]:
     if not package.noarch_python or python is None:
-        return []
-    return [path for point in package.entry_points for path in entry_point_paths(point, python, platform)]
+        return ()
+    return tuple((point, tuple(entry_point_paths(point, python, platform))) for point in package.entry_points)
 
 
 def entry_point_paths(point: EntryPoint, python: PythonInfo, platform: str) -> list[str]:

@@ -24,11 +24,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -39,6 +39,7 @@ from pixi_pack.install.activate import write_activation_script
 from pixi_pack.install.link import install_packages
 from pixi_pack.io import tempfiles
 from pixi_pack.io.hashing import Digests, check_digests, hash_file_range, hash_stream
+from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import (
     CHANNEL_DIR,
     CONDA_EXTENSIONS,
@@ -54,8 +55,27 @@ from pixi_pack.progress import Progress
 logger = logging.getLogger("pixi_pack")
 
 
-def unpack(options: UnpackOptions) -> None:
+@dataclass(frozen=True)
+class _Run:
+    """What the caller hands in besides the options: the standard input, interpreter tuning, zstd."""
+
+    stdin: BinaryIO | None
+    tuning: Callable[[], AbstractContextManager[object]]
+    zstd: Decompressor
+
+
+def unpack(
+    options: UnpackOptions,
+    *,
+    stdin: BinaryIO | None = None,
+    tuning: Callable[[], AbstractContextManager[object]] = nullcontext,
+    zstd: Decompressor | None = None,
+) -> None:
     """Create ``<output_directory>/<env_name>`` and its activation script from a pack.
+
+    ``stdin`` is the stream read when ``options.pack`` is ``None`` (the command line hands in its
+    standard input). ``tuning`` and ``zstd`` are passed on to
+    :func:`~pixi_pack.install.link.install_packages`.
 
     On failure nothing is left: not the temporary folder, nor the output folders this run created. What
     a killed earlier run left beside the environment (``.<env_name>-<pid>-….partial``) is removed first.
@@ -69,7 +89,7 @@ def unpack(options: UnpackOptions) -> None:
     try:
         with ExitStack() as cleanup:
             created = _make_output_dir(output_dir)
-            _unpack_into(options, output_dir, prefix, cleanup)
+            _unpack_into(options, output_dir, prefix, cleanup, _Run(stdin, tuning, zstd or Decompressor()))
     except OSError as exc:
         _remove_created(created)
         msg = f"could not unpack into {exc.filename or output_dir}: {exc.strerror or exc}"
@@ -79,8 +99,10 @@ def unpack(options: UnpackOptions) -> None:
         raise
 
 
-def _unpack_into(options: UnpackOptions, output_dir: Path, prefix: Path, cleanup: ExitStack) -> None:
-    path = _pack_path(options, output_dir, cleanup)
+def _unpack_into(
+    options: UnpackOptions, output_dir: Path, prefix: Path, cleanup: ExitStack, run: _Run
+) -> None:
+    path = _pack_path(options, output_dir, cleanup, run.stdin)
     with _payload_checked(path, options):
         reader = PackReader(path, options.payload_offset, options.payload_length)
         platform = _check_metadata(reader)
@@ -96,7 +118,16 @@ def _unpack_into(options: UnpackOptions, output_dir: Path, prefix: Path, cleanup
         # With --payload-sha256 the packages are part of the payload, checked before the environment
         # moves into place: hashing them on their own too would read the same bytes again.
         verify = None if options.payload_sha256 else verify_package
-        _install(reader, packages, wheels, build_dir, prefix, platform, verify)
+        _install(
+            reader,
+            packages,
+            wheels,
+            build_dir=build_dir,
+            prefix=prefix,
+            platform=platform,
+            verify=verify,
+            run=run,
+        )
     # A new folder's mode, not mkdtemp's 0700: an environment in /opt is shared.
     build_dir.chmod(0o777 & ~tempfiles.umask())
     if prefix.is_dir():
@@ -124,13 +155,16 @@ def _remove_created(folders: Sequence[Path]) -> None:
             folder.rmdir()
 
 
-def _pack_path(options: UnpackOptions, output_dir: Path, cleanup: ExitStack) -> Path:
-    """The pack's file (or folder); from stdin, a temporary copy that ``cleanup`` removes."""
+def _pack_path(options: UnpackOptions, output_dir: Path, cleanup: ExitStack, stdin: BinaryIO | None) -> Path:
+    """The pack's file (or folder); from ``stdin``, a temporary copy that ``cleanup`` removes."""
     if options.pack is None:
+        if stdin is None:
+            msg = "no pack given: pass its path, or the stream to read it from"
+            raise ValueError(msg)
         fd, spooled = tempfiles.create_file(output_dir, "pixi-unpack-stdin", ".tar")
         cleanup.callback(spooled.unlink, missing_ok=True)
         with open(fd, "wb") as out:
-            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+            shutil.copyfileobj(stdin, out, 1 << 20)
         return spooled
     if not options.pack.exists():
         msg = f"pack not found: {options.pack}"
@@ -257,10 +291,12 @@ def _install(
     reader: PackReader,
     packages: Sequence[PackageSource],
     wheels: Sequence[str],
+    *,
     build_dir: Path,
     prefix: Path,
     platform: str,
     verify: Callable[[PackageSource], None] | None,
+    run: _Run,
 ) -> None:
     counted_verify = None
     if verify is not None:
@@ -276,7 +312,16 @@ def _install(
     def installed(_: PackageSource) -> None:
         progress.item_done()
 
-    install_packages(packages, build_dir, prefix, platform, verify=counted_verify, on_installed=installed)
+    install_packages(
+        packages,
+        build_dir,
+        prefix,
+        platform,
+        verify=counted_verify,
+        on_installed=installed,
+        tuning=run.tuning,
+        zstd=run.zstd,
+    )
     progress.finish()
     if wheels:
         from pixi_pack.install.wheels import install_wheels

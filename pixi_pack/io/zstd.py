@@ -35,26 +35,6 @@ class Backend:
     """Wraps a zstd stream into a reader of its decompressed bytes; closing it leaves the source open."""
 
 
-_selected: Backend | None = None
-# Installs run on a thread pool: the first readers may ask for the backend at the same time, and loading
-# the bundled zstandard must finish before anyone uses it.
-_selecting = threading.Lock()
-
-
-def decompressing_reader(source: BinaryIO) -> BinaryIO:
-    """A file object that yields the decompressed bytes of the zstd stream ``source``."""
-    return backend().open(source)
-
-
-def backend() -> Backend:
-    """The backend this process uses, chosen once."""
-    global _selected
-    with _selecting:
-        if _selected is None:
-            _selected = select_backend()
-        return _selected
-
-
 def select_backend() -> Backend:
     """Pick the first backend that works here, or raise a :class:`PixiPackError` naming what's missing."""
     problems: list[str] = []
@@ -75,6 +55,32 @@ def select_backend() -> Backend:
     for problem in problems:
         msg += f"; {problem}"
     raise PixiPackError(msg)
+
+
+class Decompressor:
+    """Decompresses zstd streams with the backend :func:`select_backend` picks the first time one is needed.
+
+    The backend is kept for this object's life, for every thread using it: the command line makes one
+    per command, a library call that is not given one makes its own.
+    """
+
+    def __init__(self, select: Callable[[], Backend] = select_backend) -> None:
+        self._select = select
+        self._backend: Backend | None = None
+        # The first readers of a parallel install may ask at the same time, and loading the bundled
+        # zstandard must finish before anyone uses it.
+        self._lock = threading.Lock()
+
+    def backend(self) -> Backend:
+        """The backend, chosen on the first call."""
+        with self._lock:
+            if self._backend is None:
+                self._backend = self._select()
+            return self._backend
+
+    def open(self, source: BinaryIO) -> BinaryIO:
+        """A file object that yields the decompressed bytes of the zstd stream ``source``."""
+        return self.backend().open(source)
 
 
 def _summarize(targets: list[str]) -> str:

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, cast
 
 from pixi_pack.errors import PixiPackError
 from pixi_pack.io.hashing import hash_file
-from pixi_pack.io.zstd import decompressing_reader
+from pixi_pack.io.zstd import Decompressor
 from pixi_pack.lock.matchspec import MatchSpec, parse_spec
 from pixi_pack.models import CondaPackage
 
@@ -79,7 +79,7 @@ def _info_tar(path: Path) -> Iterator[tarfile.TarFile]:
             msg = f"cannot inject {path}: the package has no info-*.tar.zst"
             raise PixiPackError(msg)
         with archive.open(names[0]) as member:
-            stream = decompressing_reader(cast(BinaryIO, member))
+            stream = Decompressor().open(cast(BinaryIO, member))
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 yield tar
 
