@@ -134,8 +134,8 @@ def _install(
         _run_all(pool, sorted(packages, key=_expected_cost, reverse=True), install_one, on_installed)
 
 
-#: How much more a byte of ``.tar.bz2`` costs to install than a byte of ``.conda`` (bz2 decompresses
-#: at ~10 MB/s of input here, zstd at ~250 MB/s; writing the files costs the same for both).
+#: How much more a byte of ``.tar.bz2`` costs to install than a byte of ``.conda``: bz2 decompresses far
+#: slower than zstd, and writing the files costs the same for both (benchmarks/README.md).
 _BZ2_COST_FACTOR = 8
 
 
