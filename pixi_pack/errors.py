@@ -20,11 +20,20 @@ class DownloadError(PixiPackError):
 
 
 class IntegrityError(PixiPackError):
-    """A file's hash or size is not what the lockfile or the pack says."""
+    """A file's hash or size is not what the lockfile or the pack says; the message names the file."""
 
 
 class ArchiveError(PixiPackError):
-    """A pack or a package archive is malformed, truncated or hostile."""
+    """A pack or a package archive is malformed, truncated or hostile; the message names the file."""
+
+
+class MissingMemberError(ArchiveError):
+    """A package archive lacks a member every package has."""
+
+    def __init__(self, message: str, *, member: str) -> None:
+        super().__init__(message)
+        self.member = member
+        """The member, as a pattern where the name varies: ``info/index.json``, ``info-*.tar.zst``."""
 
 
 class InstallError(PixiPackError):

@@ -49,6 +49,58 @@ _MACHINES = {
 }
 
 
+ARCH_OF_SUBDIR = {
+    "64": "x86_64",
+    "32": "x86",
+    "aarch64": "aarch64",
+    "arm64": "arm64",
+    "ppc64le": "ppc64le",
+    "ppc64": "ppc64",
+    "s390x": "s390x",
+    "armv6l": "armv6l",
+    "armv7l": "armv7l",
+    "riscv64": "riscv64",
+    "wasm32": "wasm32",
+    "z": "z",
+}
+"""A subdir's architecture part -> the ``arch`` conda writes in ``index.json`` (``64`` -> ``x86_64``)."""
+
+_SUFFIX_OF_ARCH = {arch: suffix for suffix, arch in ARCH_OF_SUBDIR.items()}
+
+
+def subdir_of(platform_name: str, arch: str) -> str:
+    """The subdir of an old ``index.json`` that has only ``platform`` and ``arch`` (``linux``, ``x86_64``)."""
+    return f"{platform_name}-{_SUFFIX_OF_ARCH.get(arch, arch)}"
+
+
+WHEEL_LINUX_ARCHES = {
+    "linux-64": ("x86_64",),
+    "linux-32": ("i686", "i386"),
+    "linux-aarch64": ("aarch64",),
+    "linux-ppc64le": ("ppc64le",),
+    "linux-ppc64": ("ppc64",),
+    "linux-s390x": ("s390x",),
+    "linux-armv7l": ("armv7l",),
+    "linux-armv6l": ("armv6l",),
+    "linux-riscv64": ("riscv64",),
+}
+"""The architecture part of a manylinux/musllinux wheel tag, per subdir."""
+WHEEL_MACOS_ARCHES = {
+    "osx-64": ("x86_64", "intel", "universal2", "universal"),
+    "osx-arm64": ("arm64", "universal2"),
+}
+"""The architecture part of a macOS wheel tag, per subdir."""
+WHEEL_WINDOWS_PLATFORMS = {"win-64": "win_amd64", "win-32": "win32", "win-arm64": "win_arm64"}
+"""The Windows wheel platform tag, per subdir."""
+
+BUNDLED_LINUX_ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+"""``platform.machine()`` -> the architecture of the zstandard build the zipapp bundles, on Linux."""
+BUNDLED_MACOS_ARCHES = {"x86_64": "x86_64", "arm64": "arm64"}
+"""The same on macOS."""
+BUNDLED_WINDOWS_ARCHES = {"amd64": "amd64", "x86_64": "amd64"}
+"""The same on Windows."""
+
+
 def current_subdir() -> str:
     """The conda subdir of the running interpreter, e.g. ``linux-64`` or ``osx-arm64``."""
     machine = platform.machine().lower()

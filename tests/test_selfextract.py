@@ -413,31 +413,31 @@ def _no_download(url: str, destination: Path) -> None:
     raise AssertionError(f"unexpected download of {url}")
 
 
-def test_find_unpacker_outside_a_zipapp() -> None:
+def test_find_unpacker_outside_a_zipapp(tmp_path: Path) -> None:
     with pytest.raises(PixiPackError, match=r"pass --pixi-unpack-source dist/pixi-pack\.pyz"):
-        selfextract.find_unpacker(None, _no_download)
+        selfextract.find_unpacker(None, _no_download, directory=tmp_path)
 
 
-def test_find_unpacker_path() -> None:
+def test_find_unpacker_path(tmp_path: Path) -> None:
     zipapp = zipapp_path()
-    assert selfextract.find_unpacker(str(zipapp), _no_download) == zipapp
+    assert selfextract.find_unpacker(str(zipapp), _no_download, directory=tmp_path) == zipapp
 
 
 def test_find_unpacker_refuses(tmp_path: Path, fake_zipapp: Path) -> None:
     with pytest.raises(PixiPackError, match="no such file"):
-        selfextract.find_unpacker(str(tmp_path / "missing.pyz"), _no_download)
+        selfextract.find_unpacker(str(tmp_path / "missing.pyz"), _no_download, directory=tmp_path)
     native = tmp_path / "pixi-unpack-x86_64-unknown-linux-musl"
     native.write_bytes(b"\x7fELF a native pixi-unpack")
     with pytest.raises(PixiPackError, match=r"not a pixi-pack zipapp \(\.pyz\)"):
-        selfextract.find_unpacker(str(native), _no_download)
+        selfextract.find_unpacker(str(native), _no_download, directory=tmp_path)
     with pytest.raises(PixiPackError, match="a zip file, but not a pixi-pack zipapp"):
-        selfextract.find_unpacker(str(fake_zipapp), _no_download)
+        selfextract.find_unpacker(str(fake_zipapp), _no_download, directory=tmp_path)
 
 
 def test_find_unpacker_refuses_a_self_extracting_file(tmp_path: Path) -> None:
     script = write_file(tmp_path / "out", PAYLOAD * 4, zipapp_path())
     with pytest.raises(PixiPackError, match="is a self-extracting environment"):
-        selfextract.find_unpacker(str(script), _no_download)
+        selfextract.find_unpacker(str(script), _no_download, directory=tmp_path)
 
 
 def test_find_unpacker_url(tmp_path: Path) -> None:
@@ -456,10 +456,11 @@ def test_find_unpacker_url(tmp_path: Path) -> None:
         selfextract.find_unpacker(f"{url}#sha256={'0' * 64}", download, directory=tmp_path)
     with pytest.raises(PixiPackError, match="the only fragment understood is #sha256="):
         selfextract.find_unpacker(f"{url}#md5=abc", download, directory=tmp_path)
-    assert selfextract.find_unpacker(url, download).is_file()  # in a temporary folder of its own
+    (tmp_path / "own").mkdir()
+    assert selfextract.find_unpacker(url, download, directory=tmp_path / "own").parent == tmp_path / "own"
 
 
-def test_find_unpacker_over_http(http_server: HttpServer) -> None:
+def test_find_unpacker_over_http(http_server: HttpServer, tmp_path: Path) -> None:
     """The real downloader: mirrors, auth and retries of the pack stage apply to the unpacker too."""
     from pixi_pack.pack.fetch import Fetcher
 
@@ -472,7 +473,8 @@ def test_find_unpacker_over_http(http_server: HttpServer) -> None:
 
     fetcher = Fetcher(MirrorConfig(auth_file=auth))
     try:
-        found = selfextract.find_unpacker(http_server.url_for("pixi-pack.pyz"), fetcher.download_file)
+        url = http_server.url_for("pixi-pack.pyz")
+        found = selfextract.find_unpacker(url, fetcher.download_file, directory=tmp_path)
     finally:
         fetcher.close()
     assert found.read_bytes() == zipapp_path().read_bytes()
@@ -481,7 +483,9 @@ def test_find_unpacker_over_http(http_server: HttpServer) -> None:
 
 def test_running_zipapp_inside_the_zipapp(tmp_path: Path) -> None:
     zipapp = zipapp_path()
-    code = "from pixi_pack.pack import selfextract; print(selfextract.find_unpacker(None, None))"
+    code = (
+        "from pixi_pack.pack import selfextract; print(selfextract.find_unpacker(None, None, directory=None))"
+    )
     env = {"SHIV_ROOT": str(tmp_path / "shiv"), "SHIV_INTERPRETER": "1"}
     result = subprocess.run(
         [sys.executable, "-I", str(zipapp), "-c", code], env=env, capture_output=True, text=True, check=False

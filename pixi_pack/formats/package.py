@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, NoReturn
 
-from pixi_pack.errors import ArchiveError, PixiPackError
+from pixi_pack.errors import ArchiveError, MissingMemberError, PixiPackError
 from pixi_pack.io.hashing import Readable
 from pixi_pack.io.tarstream import (
     DIRECTORY,
@@ -270,7 +270,10 @@ def _conda_members(archive: zipfile.ZipFile, file_name: str) -> tuple[zipfile.Zi
         elif name.endswith(".tar.zst") and name.startswith("pkg-"):
             pkg.append(item)
     if len(info) != 1 or len(pkg) != 1:
-        raise invalid_package(file_name, "it must hold exactly one info-*.tar.zst and one pkg-*.tar.zst")
+        what = "it must hold exactly one info-*.tar.zst and one pkg-*.tar.zst"
+        if not info:
+            raise MissingMemberError(str(invalid_package(file_name, what)), member="info-*.tar.zst")
+        raise invalid_package(file_name, what)
     return info[0], pkg[0]
 
 
@@ -410,7 +413,8 @@ def read_info(source: BinaryIO, file_name: str, *, zstd: Decompressor | None = N
                     raise invalid_package(file_name, f"info/{key} is {entry.size} bytes")
                 files[key] = _read_all(tar, file_name)
     if "index.json" not in files:
-        raise invalid_package(file_name, "info/index.json is missing")
+        what = str(invalid_package(file_name, "info/index.json is missing"))
+        raise MissingMemberError(what, member="info/index.json")
     return PackageInfo(files, about_mtime)
 
 

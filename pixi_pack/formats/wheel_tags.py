@@ -11,29 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixi_pack.formats.channel import normalize_project_name
-from pixi_pack.platforms import python_major_minor
+from pixi_pack.platforms import (
+    WHEEL_LINUX_ARCHES,
+    WHEEL_MACOS_ARCHES,
+    WHEEL_WINDOWS_PLATFORMS,
+    python_major_minor,
+)
 
 _WHEEL_NAME = re.compile(
     r"^(?P<name>[^-]+)-(?P<version>[^-]+)(?:-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)-(?P<plat>[^-]+)\.whl$"
 )
 
-# The architecture part of platform tags, per conda subdir.
-_LINUX_ARCHES = {
-    "linux-64": ("x86_64",),
-    "linux-32": ("i686", "i386"),
-    "linux-aarch64": ("aarch64",),
-    "linux-ppc64le": ("ppc64le",),
-    "linux-ppc64": ("ppc64",),
-    "linux-s390x": ("s390x",),
-    "linux-armv7l": ("armv7l",),
-    "linux-armv6l": ("armv6l",),
-    "linux-riscv64": ("riscv64",),
-}
-_MACOS_ARCHES = {
-    "osx-64": ("x86_64", "intel", "universal2", "universal"),
-    "osx-arm64": ("arm64", "universal2"),
-}
-_WINDOWS_PLATFORMS = {"win-64": "win_amd64", "win-32": "win32", "win-arm64": "win_arm64"}
 _LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
 
@@ -114,14 +102,14 @@ def _platform_problem(tag: str, target: Target) -> str | None:
     """``None`` when the platform tag fits; ``""`` when it is for another platform; else why not."""
     if tag == "any":
         return None
-    if target.platform in _WINDOWS_PLATFORMS:
-        return None if tag == _WINDOWS_PLATFORMS[target.platform] else ""
-    for arch in _LINUX_ARCHES.get(target.platform, ()):
+    if target.platform in WHEEL_WINDOWS_PLATFORMS:
+        return None if tag == WHEEL_WINDOWS_PLATFORMS[target.platform] else ""
+    for arch in WHEEL_LINUX_ARCHES.get(target.platform, ()):
         if tag == f"linux_{arch}":
             return None
         if tag.endswith(f"_{arch}"):
             return _linux_problem(tag[: -len(arch) - 1], target.glibc)
-    for arch in _MACOS_ARCHES.get(target.platform, ()):
+    for arch in WHEEL_MACOS_ARCHES.get(target.platform, ()):
         match = re.fullmatch(rf"macosx_(\d+)_(\d+)_{arch}", tag)
         if match is not None:
             needed = (int(match[1]), int(match[2]))

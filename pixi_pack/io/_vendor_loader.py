@@ -21,12 +21,10 @@ import zipfile
 from pathlib import Path
 from types import ModuleType
 
+from pixi_pack.platforms import BUNDLED_LINUX_ARCHES, BUNDLED_MACOS_ARCHES, BUNDLED_WINDOWS_ARCHES
+
 NATIVE_DIR = "_pixi_pack_native"
 """Name of the folder beside ``pixi_pack`` in the zipapp's site-packages."""
-
-LINUX_ARCHES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
-MACOS_ARCHES = {"x86_64": "x86_64", "arm64": "arm64"}
-WINDOWS_ARCHES = {"amd64": "amd64", "x86_64": "amd64"}
 
 MIN_GLIBC = (2, 17)
 """manylinux2014, what every bundled glibc build asks for."""
@@ -50,11 +48,11 @@ def running_target() -> str | None:
         system = "musllinux" if glibc is None else "manylinux"
         if glibc is not None and glibc < MIN_GLIBC:
             return None
-        arch = LINUX_ARCHES.get(machine)
+        arch = BUNDLED_LINUX_ARCHES.get(machine)
     elif sys.platform == "darwin":
-        system, arch = "macosx", MACOS_ARCHES.get(machine)
+        system, arch = "macosx", BUNDLED_MACOS_ARCHES.get(machine)
     elif sys.platform == "win32":
-        system, arch = "win", WINDOWS_ARCHES.get(machine)
+        system, arch = "win", BUNDLED_WINDOWS_ARCHES.get(machine)
     else:
         return None
     return None if arch is None else target_name(python_tag, system, arch)

@@ -26,7 +26,7 @@ from pixi_pack.formats.records import (
     check_sha256,
 )
 from pixi_pack.models import CONDA_EXTENSIONS, CondaPackage, LockedEnvironment, PypiPackage
-from pixi_pack.platforms import KNOWN_SUBDIRS
+from pixi_pack.platforms import ARCH_OF_SUBDIR, KNOWN_SUBDIRS
 
 LOCKFILE_NAME = "pixi.lock"
 SUPPORTED_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
@@ -60,21 +60,6 @@ _RECORD_FIELDS = (
     "run_exports",
     "python_site_packages_path",
 )
-
-_ARCH_OF_SUBDIR = {
-    "64": "x86_64",
-    "32": "x86",
-    "aarch64": "aarch64",
-    "arm64": "arm64",
-    "ppc64le": "ppc64le",
-    "ppc64": "ppc64",
-    "s390x": "s390x",
-    "armv6l": "armv6l",
-    "armv7l": "armv7l",
-    "riscv64": "riscv64",
-    "wasm32": "wasm32",
-    "z": "z",
-}
 
 
 def find_lockfile(manifest_path: Path) -> Path:
@@ -357,8 +342,8 @@ def _conda_package(location: str, lock_record: Mapping[str, Any], lockfile_dir: 
     if subdir != "noarch" and "-" in subdir:
         os_name, _, arch = subdir.partition("-")
         record.setdefault("platform", os_name)
-        if arch in _ARCH_OF_SUBDIR:
-            record.setdefault("arch", _ARCH_OF_SUBDIR[arch])
+        if arch in ARCH_OF_SUBDIR:
+            record.setdefault("arch", ARCH_OF_SUBDIR[arch])
     record.setdefault("depends", [])
     try:
         check_conda_file_name(file_name)

@@ -10,23 +10,18 @@ be built for another platform.
 from __future__ import annotations
 
 import json
-import tarfile
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any
 
-from pixi_pack.errors import PixiPackError
+from pixi_pack.errors import ArchiveError, MissingMemberError, PixiPackError
+from pixi_pack.formats.package import read_info
 from pixi_pack.io.hashing import hash_file
-from pixi_pack.io.zstd import Decompressor
 from pixi_pack.lock.matchspec import MatchSpec, parse_spec
 from pixi_pack.models import CondaPackage
+from pixi_pack.platforms import subdir_of
 
 INDEX_JSON = "info/index.json"
-
-_ARCH_SUFFIX = {"x86_64": "64", "x86": "32"}
-"""How an ``arch`` of index.json shows in a subdir, where it differs (``linux`` + ``x86_64`` -> ``linux-64``)."""
 
 
 def load_injected(path: Path) -> CondaPackage:
@@ -48,59 +43,18 @@ def _read_index(path: Path) -> dict[str, Any]:
     if not path.name.endswith((".conda", ".tar.bz2")):
         msg = f"cannot inject {path}: not a conda package (expected a .conda or .tar.bz2 file)"
         raise PixiPackError(msg)
-    read_errors: tuple[type[Exception], ...] = (
-        OSError,
-        EOFError,
-        ValueError,
-        zipfile.BadZipFile,
-        tarfile.TarError,
-        *_zstd_errors(),
-    )
     try:
-        with _info_tar(path) as tar:
-            index = _load_index(tar, path)
-    except read_errors as exc:
+        with open(path, "rb") as stream:
+            info = read_info(stream, path.name)
+        index = json.loads(info.files["index.json"])
+    except MissingMemberError as exc:
+        msg = f"cannot inject {path}: the package has no {exc.member}"
+        raise PixiPackError(msg) from exc
+    except (ArchiveError, OSError, ValueError, RecursionError) as exc:
         msg = f"cannot inject {path}: not a readable conda package: {exc}"
         raise PixiPackError(msg) from exc
     _check_index(index, path)
     return dict(index)
-
-
-@contextmanager
-def _info_tar(path: Path) -> Iterator[tarfile.TarFile]:
-    """The tar that holds ``info/``: the whole archive of a .tar.bz2, ``info-*.tar.zst`` of a .conda."""
-    if path.name.endswith(".tar.bz2"):
-        with tarfile.open(path, mode="r|bz2") as tar:
-            yield tar
-        return
-    with zipfile.ZipFile(path) as archive:
-        names = [n for n in archive.namelist() if n.startswith("info-") and n.endswith(".tar.zst")]
-        if not names:
-            msg = f"cannot inject {path}: the package has no info-*.tar.zst"
-            raise PixiPackError(msg)
-        with archive.open(names[0]) as member:
-            stream = Decompressor().open(cast(BinaryIO, member))
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
-                yield tar
-
-
-def _load_index(tar: tarfile.TarFile, path: Path) -> Any:
-    for member in tar:
-        if member.name.lstrip("./") == INDEX_JSON:
-            stream = tar.extractfile(member)
-            if stream is None:
-                break
-            return json.load(stream)
-    msg = f"cannot inject {path}: the package has no {INDEX_JSON}"
-    raise PixiPackError(msg)
-
-
-def _zstd_errors() -> tuple[type[Exception], ...]:
-    try:
-        import zstandard
-    except ImportError:
-        return ()
-    return (zstandard.ZstdError,)
 
 
 def _check_index(index: Any, path: Path) -> None:
@@ -124,7 +78,7 @@ def _subdir(index: Mapping[str, Any], path: Path) -> str:
     if subdir:
         return str(subdir)
     if platform and arch:
-        return f"{platform}-{_ARCH_SUFFIX.get(arch, arch)}"
+        return subdir_of(str(platform), str(arch))
     if index.get("noarch"):
         return "noarch"
     msg = f"cannot inject {path}: {INDEX_JSON} has no subdir, nor platform and arch"

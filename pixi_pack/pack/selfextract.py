@@ -17,12 +17,9 @@ script with offset N, measure it", which a few rounds reach because the length o
 
 from __future__ import annotations
 
-import atexit
 import base64
-import hashlib
 import re
 import shutil
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,7 +30,7 @@ from pixi_pack.errors import IntegrityError, PixiPackError
 from pixi_pack.formats.archive import RangeReader, copy_range, write_at
 from pixi_pack.formats.locations import is_url
 from pixi_pack.io._vendor_loader import running_zipapp
-from pixi_pack.io.hashing import hash_stream
+from pixi_pack.io.hashing import hash_file, hash_stream
 
 CHUNK_SIZE = 1 << 20
 BASE64_LINE = 76
@@ -183,7 +180,7 @@ def write_executable(payload: Path, pyz: Path, destination: BinaryIO, *, windows
     ``payload`` is the pack's tar and ``pyz`` the pixi-pack zipapp that will unpack it; both are
     streamed, never read whole.
     """
-    sha256 = _sha256(payload)
+    sha256 = hash_file(payload).sha256
     length = payload.stat().st_size
     if windows:
         _write_ps1(payload, pyz, destination, sha256=sha256, length=length)
@@ -297,25 +294,13 @@ def _encode_lines(data: bytes) -> bytes:
     return b"".join(text[i : i + BASE64_LINE] + b"\r\n" for i in range(0, len(text), BASE64_LINE))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while True:
-            chunk = source.read(CHUNK_SIZE)
-            if not chunk:
-                return digest.hexdigest()
-            digest.update(chunk)
-
-
-def find_unpacker(
-    source: str | None, download: Callable[[str, Path], None], *, directory: Path | None = None
-) -> Path:
+def find_unpacker(source: str | None, download: Callable[[str, Path], None], *, directory: Path) -> Path:
     """The pixi-pack zipapp to embed in a self-extracting environment.
 
     ``source`` is ``--pixi-unpack-source``: a path, or a URL fetched with ``download(url, destination)``
     (so mirrors and authentication apply) that may end in ``#sha256=<hex>`` to be verified. Without it,
-    the ``.pyz`` this process runs from. A downloaded file goes into ``directory``, by default a
-    temporary folder removed when the interpreter exits.
+    the ``.pyz`` this process runs from. A downloaded file goes into ``directory``, which the caller
+    owns and removes.
     """
     if source is None:
         path = running_zipapp()
@@ -336,7 +321,7 @@ def find_unpacker(
     return path
 
 
-def _download_unpacker(url: str, download: Callable[[str, Path], None], directory: Path | None) -> Path:
+def _download_unpacker(url: str, download: Callable[[str, Path], None], directory: Path) -> Path:
     location, fragment = urldefrag(url)
     expected = None
     if fragment:
@@ -345,14 +330,11 @@ def _download_unpacker(url: str, download: Callable[[str, Path], None], director
             msg = f"--pixi-unpack-source {url}: the only fragment understood is #sha256=<64 hex digits>"
             raise PixiPackError(msg)
         expected = match.group(1).lower()
-    if directory is None:
-        directory = Path(tempfile.mkdtemp(prefix="pixi-pack-unpacker-"))
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
     name = location.rstrip("/").rsplit("/", 1)[-1] or "pixi-pack.pyz"
     path = directory / name
     download(location, path)
     if expected is not None:
-        actual = _sha256(path)
+        actual = hash_file(path).sha256
         if actual != expected:
             msg = f"--pixi-unpack-source {location}: sha256 mismatch (expected {expected})"
             raise IntegrityError(msg)
