@@ -205,7 +205,7 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
 def _pack(args: argparse.Namespace) -> None:
     from pixi_pack.pack.assemble import pack
 
-    pack(pack_options_from_args(args))
+    pack(pack_options_from_args(args), stdout=sys.stdout.buffer)
 
 
 def _unpack(args: argparse.Namespace) -> None:

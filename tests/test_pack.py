@@ -17,6 +17,9 @@ from conftest import Channel, HttpServer
 from lockfiles import conda, conda_at, write_lock
 
 from pixi_pack.cli import pack_main
+from pixi_pack.errors import PixiPackError
+from pixi_pack.models import PackOptions
+from pixi_pack.pack.assemble import pack
 
 
 def _project(tmp_path: Path, server_channel: str, packages: list[BuiltPackage], version: int = 6) -> Path:
@@ -120,6 +123,20 @@ def test_stdout_output_via_real_entry_point(tmp_path: Path, served_channel: str,
     with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
         assert "pixi-pack.json" in tar.getnames()
     assert b"downloaded 3/3 packages" in result.stderr
+
+
+def test_library_pack_writes_to_the_stream_it_is_given(
+    tmp_path: Path, served_channel: str, channel: Channel
+) -> None:
+    """``pack()`` never reaches for the process's stdout: the caller hands in the stream, or gets an error."""
+    project = _project(tmp_path, served_channel, list(channel.packages.values()))
+    options = PackOptions(manifest_path=project, output=None, platform="linux-64")
+    stream = io.BytesIO()
+    pack(options, stdout=stream)
+    with tarfile.open(fileobj=io.BytesIO(stream.getvalue())) as tar:
+        assert "pixi-pack.json" in tar.getnames()
+    with pytest.raises(PixiPackError, match="no output path"):
+        pack(options)
 
 
 def test_local_paths_and_file_urls(tmp_path: Path) -> None:
