@@ -13,8 +13,6 @@ from __future__ import annotations
 import bz2
 import io
 import json
-import queue
-import threading
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -23,6 +21,7 @@ from typing import BinaryIO, NoReturn
 
 from pixi_pack.errors import ArchiveError, MissingMemberError, PixiPackError
 from pixi_pack.io.hashing import Readable
+from pixi_pack.io.readahead import ReadAhead
 from pixi_pack.io.tarstream import (
     DIRECTORY,
     HARDLINK,
@@ -288,7 +287,7 @@ def _open_tar(source: BinaryIO, file_name: str, part: str, zstd: Decompressor | 
             if package_format(file_name) == "tar.bz2":
                 read = stack.enter_context(bz2.BZ2File(source)).read
                 if part == "pkg":
-                    read = stack.enter_context(_ReadAhead(read)).read
+                    read = stack.enter_context(ReadAhead(read, _CHUNK)).read
             else:
                 archive = stack.enter_context(zipfile.ZipFile(source))
                 info, pkg = _conda_members(archive, file_name)
@@ -298,72 +297,6 @@ def _open_tar(source: BinaryIO, file_name: str, part: str, zstd: Decompressor | 
                 read = decompressed.read
         # info/ is small and comes first: reading it should not decompress a MiB of payload.
         yield TarStream(_guarded(read, file_name), _INFO_READ_SIZE if part == "info" else READ_SIZE)
-
-
-class _ReadAhead:
-    """Reads ``read`` in a thread of its own, a few chunks ahead of the consumer.
-
-    bz2 decompression lets go of the GIL but costs about as much as writing out the files it yields;
-    decompressing in this thread while the installing thread writes makes the two overlap, which
-    shortens the install of a big ``.tar.bz2`` (usually the last package to finish) by up to half.
-    """
-
-    _DEPTH = 4
-
-    def __init__(self, read: Callable[[int], bytes]) -> None:
-        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(self._DEPTH)
-        self._stop = threading.Event()
-        self._chunk = b""
-        self._offset = 0
-        self._finished = False
-        self._thread = threading.Thread(
-            target=self._produce, args=(read,), name="pixi-unpack-read", daemon=True
-        )
-        self._thread.start()
-
-    def _produce(self, read: Callable[[int], bytes]) -> None:
-        try:
-            while not self._stop.is_set():
-                chunk = read(_CHUNK)
-                self._put(chunk)
-                if not chunk:
-                    return
-        except BaseException as exc:  # handed to the consumer, who raises it
-            self._put(exc)
-
-    def _put(self, item: bytes | BaseException) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
-
-    def read(self, size: int) -> bytes:
-        if self._offset == len(self._chunk):
-            if self._finished:
-                return b""
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._finished = True
-                raise item
-            if not item:
-                self._finished = True
-                return b""
-            self._chunk, self._offset = item, 0
-        start = self._offset
-        if start == 0 and size >= len(self._chunk):
-            self._offset = len(self._chunk)
-            return self._chunk
-        self._offset = min(start + size, len(self._chunk))
-        return self._chunk[start : self._offset]
-
-    def __enter__(self) -> _ReadAhead:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _entries(tar: TarStream, file_name: str) -> Iterator[TarEntry]:
