@@ -255,7 +255,7 @@ decompressor = zstd.Decompressor()
 backend = decompressor.backend()
 frame = bytes.fromhex("28b52ffd04585900006865726520616761696e0a7f7c14ae")  # zstd of "here again\\n"
 print(backend.name)
-print(sys.modules["zstandard.backend_c"].__file__)
+print(sys.modules["_pixi_pack_zstandard.backend_c"].__file__)
 print(decompressor.open(io.BytesIO(frame)).read().decode(), end="")
 """
 

@@ -26,6 +26,9 @@ from pixi_pack.platforms import BUNDLED_LINUX_ARCHES, BUNDLED_MACOS_ARCHES, BUND
 NATIVE_DIR = "_pixi_pack_native"
 """Name of the folder beside ``pixi_pack`` in the zipapp's site-packages."""
 
+BUNDLED_MODULE = "_pixi_pack_zstandard"
+"""The name the bundled build is imported under: a ``zstandard`` the process imports stays its own."""
+
 MIN_GLIBC = (2, 17)
 """manylinux2014, what every bundled glibc build asks for."""
 
@@ -120,13 +123,12 @@ def load_bundled_zstandard(native_root: Path | None = None) -> ModuleType | None
     ``native_root`` holds the builds as ``<target>/zstandard``; by default, the one build this
     interpreter needs is extracted from the running zipapp. A build that is there but won't load (a
     glibc too old, a foreign libc, a ``noexec`` temporary folder) raises :class:`ImportError` saying
-    why, and leaves nothing of it in ``sys.modules``.
+    why, and leaves nothing of it in ``sys.modules``. It is imported as :data:`BUNDLED_MODULE`, never
+    as ``zstandard``.
     """
+    if BUNDLED_MODULE in sys.modules:
+        return sys.modules[BUNDLED_MODULE]
     target = running_target()
-    if "zstandard" in sys.modules:
-        loaded = sys.modules["zstandard"]
-        origin = getattr(loaded, "__file__", None) or ""
-        return loaded if target is not None and f"{target}{os.sep}zstandard" in origin else None
     if target is None:
         return None
     root = native_root or _extract_from_zipapp(target)
@@ -137,16 +139,17 @@ def load_bundled_zstandard(native_root: Path | None = None) -> ModuleType | None
     if not init.is_file() or not _has_loadable_extension(package):
         return None
     spec = importlib.util.spec_from_file_location(
-        "zstandard", init, submodule_search_locations=[str(package)]
+        BUNDLED_MODULE, init, submodule_search_locations=[str(package)]
     )
     if spec is None or spec.loader is None:
         return None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["zstandard"] = module
+    # Its relative imports (``from .backend_c import *``) find it here while it runs.
+    sys.modules[BUNDLED_MODULE] = module
     try:
         spec.loader.exec_module(module)
     except (ImportError, OSError) as exc:
-        for name in [n for n in sys.modules if n == "zstandard" or n.startswith("zstandard.")]:
+        for name in [n for n in sys.modules if n == BUNDLED_MODULE or n.startswith(f"{BUNDLED_MODULE}.")]:
             del sys.modules[name]
         msg = f"the bundled zstandard for {target} in {package} would not load: {exc}"
         raise ImportError(msg) from exc
