@@ -50,13 +50,9 @@ def _dead_pid() -> int:
 
 @pytest.fixture
 def umask_022() -> Iterator[None]:
-    from pixi_pack.io import tempfiles
-
     previous = os.umask(0o022)
-    tempfiles._umask = None  # read again
     yield
     os.umask(previous)
-    tempfiles._umask = None
 
 
 def test_pack_output_has_a_new_files_mode_and_no_leftovers(

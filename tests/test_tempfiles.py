@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -97,3 +98,20 @@ def test_replacing_removes_its_file_when_the_body_fails(tmp_path: Path) -> None:
         raise RuntimeError
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077, 0o002])
+def test_umask_is_read_without_changing_it(mask: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read each time (a program may change it between calls), from /proc where Linux has it."""
+    previous = os.umask(mask)
+    try:
+        assert tempfiles.umask() == mask
+        monkeypatch.setattr("builtins.open", _no_proc)
+        assert tempfiles.umask() == mask  # the set-and-restore fallback
+        assert os.umask(mask) == mask
+    finally:
+        os.umask(previous)
+
+
+def _no_proc(*args: object, **kwargs: object) -> NoReturn:
+    raise FileNotFoundError("/proc/self/status")

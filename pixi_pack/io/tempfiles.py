@@ -25,21 +25,26 @@ _STALE = re.compile(
 
 
 _umask_lock = threading.Lock()
-_umask: int | None = None
 
 
 def umask() -> int:
-    """The process's umask, read once (reading it means setting it, so under a lock).
+    """The process's umask.
 
     Temporary files and folders are created private (0600, 0700); what is renamed into place gets the
-    mode a plain new file or folder would have had: ``0o666`` or ``0o777`` less this.
+    mode a plain new file or folder would have had: ``0o666`` or ``0o777`` less this. Linux tells it in
+    ``/proc/self/status``; elsewhere reading it means setting it and setting it back, under a lock.
     """
-    global _umask
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _umask_lock:
-        if _umask is None:
-            _umask = os.umask(0o077)
-            os.umask(_umask)
-        return _umask
+        current = os.umask(0o077)
+        os.umask(current)
+        return current
 
 
 def _prefix(tag: str) -> str:
