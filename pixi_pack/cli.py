@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pixi_pack import __version__
 from pixi_pack.errors import PixiPackError
-from pixi_pack.install.activate import SHELLS
+from pixi_pack.install.activate import SHELLS, default_shell
 from pixi_pack.models import DEFAULT_ENV_NAME, DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
 from pixi_pack.platforms import current_subdir, is_windows
 
@@ -35,36 +35,46 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
         "manifest_path",
         nargs="?",
         type=Path,
+        metavar="MANIFEST",
         default=Path.cwd(),
         help="pixi.toml, pyproject.toml or the project folder; pixi.lock is read beside it (default: .)",
     )
-    parser.add_argument("-e", "--environment", default="default", help="environment to pack")
+    parser.add_argument(
+        "-e",
+        "--environment",
+        default="default",
+        metavar="NAME",
+        help="environment to pack (default: default)",
+    )
     parser.add_argument(
         "-p",
         "--platform",
         default=None,
+        metavar="PLATFORM",
         help=f"platform to pack: a conda subdir or a platform named in the lockfile (default: {current_subdir()})",
     )
     parser.add_argument(
         "-o",
         "--output-file",
         default=None,
+        metavar="FILE",
         help="where to write the pack, '-' for stdout (default: ./environment.tar, "
         "./environment.sh|.ps1 with --create-executable, ./environment with --directory-only)",
     )
-    parser.add_argument("--auth-file", type=Path, default=None, help="rattler authentication file (JSON)")
     parser.add_argument(
-        "--use-cache", type=Path, default=None, help="cache downloaded packages in this folder"
+        "--auth-file", type=Path, default=None, metavar="FILE", help="rattler authentication file (JSON)"
+    )
+    parser.add_argument(
+        "--use-cache", type=Path, default=None, metavar="DIR", help="cache downloaded packages in this folder"
     )
     parser.add_argument(
         "-i",
         "--inject",
         type=Path,
-        nargs="*",
-        action="extend",
+        action="append",
         default=[],
         metavar="PACKAGE",
-        help="add a conda package (.conda, .tar.bz2) or a wheel to the pack (repeatable)",
+        help="add a conda package (.conda, .tar.bz2) or a wheel to the pack; one per flag, repeatable",
     )
     parser.add_argument(
         "--ignore-pypi-non-wheel",
@@ -79,11 +89,16 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
     parser.add_argument(
         "--pixi-unpack-source",
         default=None,
-        metavar="PATH_OR_URL",
+        metavar="FILE_OR_URL",
         help="path or URL of the pixi-pack .pyz to embed with --create-executable (URL may end in #sha256=<hex>)",
     )
     parser.add_argument(
-        "-c", "--config", type=Path, default=None, help="pixi config file (mirrors, s3, concurrency)"
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="pixi config file (mirrors, s3, concurrency)",
     )
     _add_verbosity(parser)
     return parser
@@ -94,6 +109,7 @@ def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
     parser.add_argument(
         "pack_file",
         nargs="?",
+        metavar="PACK",
         default=DEFAULT_OUTPUT_FILE,
         help="the pack: a tar, a folder, or '-' for stdin (default: ./environment.tar)",
     )
@@ -102,11 +118,24 @@ def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
         "--output-directory",
         type=Path,
         default=Path.cwd(),
+        metavar="DIR",
         help="where to create the environment folder and the activation script (default: .)",
     )
-    parser.add_argument("-e", "--env-name", default=DEFAULT_ENV_NAME, help="name of the environment folder")
     parser.add_argument(
-        "-s", "--shell", choices=sorted(SHELLS), default=None, help="shell of the activation script"
+        "-e",
+        "--env-name",
+        default=DEFAULT_ENV_NAME,
+        metavar="NAME",
+        help=f"name of the environment folder (default: {DEFAULT_ENV_NAME})",
+    )
+    parser.add_argument(
+        "-s",
+        "--shell",
+        choices=sorted(SHELLS),
+        default=None,
+        metavar="SHELL",
+        help=f"shell of the activation script: {', '.join(sorted(SHELLS))} "
+        f"(default: {default_shell(current_subdir())} here: bash on Unix, cmd on Windows)",
     )
     # Used by the self-extracting stub, which passes its own file and where the tar sits in it.
     parser.add_argument("--payload-offset", type=int, default=0, help=argparse.SUPPRESS)
@@ -205,6 +234,12 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
 def _pack(args: argparse.Namespace) -> None:
     from pixi_pack.pack.assemble import pack
 
+    if args.output_file == "-" and sys.stdout.isatty():
+        msg = (
+            "refusing to write a binary pack to a terminal: redirect standard output "
+            "(pixi-pack -o - > environment.tar) or pass -o FILE"
+        )
+        raise PixiPackError(msg)
     pack(pack_options_from_args(args), stdout=sys.stdout.buffer)
 
 
@@ -276,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pixi_pack`` and the .pyz: ``pack ...`` or ``unpack ...``.
 
     Started under a name containing ``unpack`` (a renamed or linked ``pixi-unpack.pyz``), it acts as
-    pixi-unpack without the sub-command.
+    pixi-unpack without the sub-command. Run as ``python3 environment.sh [OPTIONS]`` (a self-extracting
+    pack is also the zipapp), it unpacks what that file carries, as ``sh environment.sh`` does.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     invoked_as = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
@@ -289,10 +325,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in ("-V", "--version"):
         print(f"pixi-pack {__version__}")
         return 0
-    print(
+    carrier = _self_extracting_file()
+    if carrier is not None:
+        script, payload = carrier
+        return unpack_main([*payload, str(script), *args], prog=script.name)
+    usage = (
         "usage: pixi-pack {pack,unpack} ...\n\n"
         "  pack      pack a pixi environment into one archive (see 'pack --help')\n"
-        "  unpack    unpack an environment created by pixi-pack (see 'unpack --help')",
-        file=sys.stderr if args else sys.stdout,
+        "  unpack    unpack an environment created by pixi-pack (see 'unpack --help')\n"
+        "  -V, --version  print the version"
     )
-    return 2 if args else 0
+    if args and args[0] in ("-h", "--help"):
+        print(usage)
+        return 0
+    print(usage, file=sys.stderr)
+    print(
+        f"error: {'unknown command ' + repr(args[0]) if args else 'missing command'}: choose pack or unpack",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _self_extracting_file() -> tuple[Path, list[str]] | None:
+    """The ``environment.sh`` this process runs from, and the options that locate its pack."""
+    from pixi_pack.io._vendor_loader import running_zipapp
+
+    zipapp = running_zipapp()
+    if zipapp is None:
+        return None
+    from pixi_pack.pack.selfextract import sh_payload_args
+
+    payload = sh_payload_args(zipapp)
+    return None if payload is None else (zipapp, payload)

@@ -32,6 +32,7 @@ from test_zipapp import INTERPRETERS, interpreters, zipapp_path
 from pixi_pack.cli import pack_main
 from pixi_pack.errors import IntegrityError, PixiPackError
 from pixi_pack.pack import selfextract
+from pixi_pack.pack.selfextract import sh_payload_args
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("PIXI_PACK_UPDATE_GOLDEN") == "1"
@@ -657,3 +658,39 @@ def test_path_and_url_sources_make_identical_files(
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
     assert os.access(tmp_path / "environment-0.sh", os.X_OK)
+
+
+def test_python_runs_the_file_as_the_stub_does(packed: Path, tmp_path: Path) -> None:
+    """``python3 environment.sh -o DIR`` unpacks what the file carries, like ``sh environment.sh -o DIR``."""
+    output = tmp_path / "opt" / "app"
+    result = run_script([sys.executable], packed, ["-o", str(output)], Path(sys.executable), tmp_path)
+    assert result.returncode == 0, result.stderr
+    check_unpacked(output)
+
+
+def test_python_without_flags_unpacks_here(packed: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "here"
+    folder.mkdir()
+    result = run_script([sys.executable], packed, [], Path(sys.executable), tmp_path, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    check_unpacked(folder)
+
+
+def test_python_help_is_pixi_unpacks(packed: Path, tmp_path: Path) -> None:
+    result = run_script([sys.executable], packed, ["--help"], Path(sys.executable), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {packed.name} ")
+    assert "--env-name" in result.stdout and "--payload-offset" not in result.stdout
+
+
+def test_the_stub_states_where_its_pack_is(packed: Path, tmp_path: Path) -> None:
+    args = sh_payload_args(packed)
+    assert args is not None
+    assert args[1] == str(stub_number(packed, "offset")) and args[3] == str(stub_number(packed, "length"))
+    assert sh_payload_args(zipapp_path()) is None  # a plain pyz carries no pack
+    assert sh_payload_args(tmp_path / "missing.sh") is None
+    forged = tmp_path / "forged.sh"
+    forged.write_bytes(
+        b"#!/bin/sh\n# something else\n--payload-offset 1 --payload-length 2 --payload-sha256 " + b"0" * 64
+    )
+    assert sh_payload_args(forged) is None

@@ -613,7 +613,17 @@ def test_injected_wheels_are_named_from_their_file_names(
     first = build_wheel(tmp_path / "inject", "My_Webserver", "0.1.0")
     second = build_wheel(tmp_path / "inject", "other.pkg", "2.0", tag="cp311-cp311-manylinux_2_17_x86_64")
     out = tmp_path / "environment.tar"
-    args = [str(project), "-p", "linux-64", "-o", str(out), "--inject", str(first.path), str(second.path)]
+    args = [
+        str(project),
+        "-p",
+        "linux-64",
+        "-o",
+        str(out),
+        "--inject",
+        str(first.path),
+        "--inject",
+        str(second.path),
+    ]
     assert pack_main(args) == 0
     err = capsys.readouterr().err
     assert f"warning: injected wheel {first.file_name} cannot be checked against the environment" in err

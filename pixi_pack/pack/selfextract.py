@@ -238,6 +238,34 @@ def _write_sh(payload: Path, pyz: Path, destination: BinaryIO, *, sha256: str, l
             shutil.copyfileobj(source, destination, CHUNK_SIZE)
 
 
+SH_HEAD = b"#!/bin/sh\n# A self-extracting pixi-pack environment"
+"""How every ``environment.sh`` starts."""
+_SH_STUB_LIMIT = 16 << 10
+"""More than any stub is long: where the search for its numbers stops."""
+_SH_PAYLOAD = re.compile(
+    rb"--payload-offset (\d{1,20}) --payload-length (\d{1,20}) --payload-sha256 ([0-9a-f]{64}) "
+)
+
+
+def sh_payload_args(path: Path) -> list[str] | None:
+    """The pixi-unpack options that locate the pack inside ``environment.sh`` at ``path``, as its stub
+    states them; ``None`` if ``path`` is not one (a plain ``.pyz``).
+
+    ``python3 environment.sh ...`` runs the zipapp at its end without the stub: this is how it still
+    unpacks what it carries.
+    """
+    try:
+        with open(path, "rb") as script:
+            head = script.read(_SH_STUB_LIMIT)
+    except OSError:
+        return None
+    match = _SH_PAYLOAD.search(head) if head.startswith(SH_HEAD) else None
+    if match is None:
+        return None
+    offset, length, sha256 = (group.decode() for group in match.groups())
+    return ["--payload-offset", offset, "--payload-length", length, "--payload-sha256", sha256]
+
+
 def sh_payload_offset(length: int, zipapp_length: int) -> int:
     """Where a payload of ``length`` bytes starts in ``environment.sh``: right after the stub."""
     return len(render_sh_stub(sha256=_NO_SHA256, length=length, zipapp_length=zipapp_length))
