@@ -6,10 +6,15 @@ import contextlib
 import gzip
 import hashlib
 import http.server
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -292,3 +297,86 @@ def test_fuzz_config(tmp_path: Path, pieces: list[str], raw: bytes) -> None:
         path.write_bytes(content)
         with contextlib.suppress(PixiPackError):
             load_config(path)
+
+
+# --- a failed connection names its cause --------------------------------------------------------------
+
+
+def _fetch_error(url: str, tmp_path: Path) -> str:
+    fetcher = Fetcher()
+    try:
+        with pytest.raises(DownloadError) as caught:
+            fetcher.fetch(url, tmp_path / "pkg.conda", what="pkg", expected=EXPECTED)
+    finally:
+        fetcher.close()
+    assert not (tmp_path / "pkg.conda").exists()
+    return str(caught.value)
+
+
+def test_a_refused_connection_is_named(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    message = _fetch_error(f"http://127.0.0.1:{port}/pkg.conda", tmp_path)
+    assert f"connection refused by 127.0.0.1:{port} (tried 4 times)" in message
+
+
+def test_an_unknown_host_is_named_without_credentials(tmp_path: Path) -> None:
+    message = _fetch_error("https://conda.example.invalid/t/secret-token/pkg.conda", tmp_path)
+    assert message.count("could not resolve host conda.example.invalid (") == 1
+    assert message.split(": ", 1)[1].count("secret-token") == 0
+
+
+def test_a_silent_server_is_a_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pixi_pack.pack.fetch.TIMEOUT_SECONDS", 0.2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts (the kernel does), never answers
+        port = silent.getsockname()[1]
+        message = _fetch_error(f"http://127.0.0.1:{port}/pkg.conda", tmp_path)
+    assert f"timed out waiting for 127.0.0.1:{port} (tried 4 times)" in message
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_an_untrusted_certificate_is_named_and_not_retried(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    handshakes = 0
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(500)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class TlsServer(http.server.ThreadingHTTPServer):
+        def get_request(self) -> tuple[socket.socket, Any]:
+            nonlocal handshakes
+            sock, address = super().get_request()
+            handshakes += 1
+            return context.wrap_socket(sock, server_side=True), address
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # the client rejecting our certificate
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = TlsServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        message = _fetch_error(f"https://127.0.0.1:{httpd.server_address[1]}/pkg.conda", tmp_path)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert f"TLS: certificate verify failed for 127.0.0.1:{httpd.server_address[1]} (" in message
+    assert "tried" not in message
+    assert handshakes == 1

@@ -33,6 +33,7 @@ from pixi_pack.io.hashing import Digests, Readable, check_digests, copy_and_hash
 from pixi_pack.models import MirrorConfig
 from pixi_pack.pack import s3
 from pixi_pack.pack.auth import http_request, load_auth_file
+from pixi_pack.pack.causes import connection_failure
 
 logger = logging.getLogger("pixi_pack")
 
@@ -271,7 +272,8 @@ class Fetcher:
         except requests.TooManyRedirects as exc:
             raise DownloadError(f"redirect loop (more than {self._session.max_redirects} redirects)") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"connection failed ({type(exc).__name__})") from exc
+            reason, transient = connection_failure(exc, _host(request_url))
+            raise (_Transient if transient else DownloadError)(reason) from exc
         with self._lock:
             self._open.add(response)
         try:
@@ -342,6 +344,16 @@ def _shutdown(response: requests.Response) -> None:
         return
     with suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def _host(url: str) -> str:
+    """``host[:port]`` of ``url``, never its credentials or path (a token may sit in either)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or '?'}{f':{port}' if port else ''}"
 
 
 def _reason(candidate: str, url: str, reason: str) -> str:
