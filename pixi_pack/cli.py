@@ -209,7 +209,7 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
     elif args.output_file is not None:
         output = Path(args.output_file)
         if args.create_executable:
-            output = output.with_suffix(".ps1" if is_windows(subdir) else ".sh")
+            _check_executable_name(output, subdir)
     elif args.create_executable:
         output = Path.cwd() / ("environment.ps1" if is_windows(subdir) else "environment.sh")
     elif args.directory_only:
@@ -229,6 +229,18 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
         cache_dir=args.use_cache,
         config=load_config(args.config, args.auth_file),
     )
+
+
+def _check_executable_name(output: Path, subdir: str) -> None:
+    """A self-extracting file is written under the name given, unless that name says it is something else."""
+    form = ".ps1" if is_windows(subdir) else ".sh"
+    wrong = {".tar", ".sh", ".ps1"} - {form}
+    if output.suffix.lower() in wrong:
+        msg = (
+            f"-o {output} names a {output.suffix} file, but --create-executable for {subdir} writes a "
+            f"{form} script: name it {output.with_suffix(form).name}, or leave out --create-executable"
+        )
+        raise PixiPackError(msg)
 
 
 def _pack(args: argparse.Namespace) -> None:

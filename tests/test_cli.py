@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pixi_pack.cli import build_pack_parser, build_unpack_parser
+from pixi_pack.cli import _check_executable_name, build_pack_parser, build_unpack_parser
+from pixi_pack.errors import PixiPackError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,3 +99,26 @@ def test_a_pack_is_not_written_to_a_terminal(tmp_path: Path) -> None:
     text = output.decode(errors="replace")
     assert "error: refusing to write a binary pack to a terminal" in text
     assert "lockfile not found" not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "platform", "refused"),
+    [
+        ("environment.tar", "linux-64", True),
+        ("environment.ps1", "linux-64", True),
+        ("environment.sh", "win-64", True),
+        ("environment.sh", "linux-64", False),
+        ("install-me", "linux-64", False),
+        ("env.run", "osx-arm64", False),
+        ("environment.ps1", "win-64", False),
+    ],
+)
+def test_a_self_extracting_name_is_honoured_or_refused(name: str, platform: str, refused: bool) -> None:
+    """``-o`` is never changed behind the user's back: a name that contradicts the form is an error."""
+    if refused:
+        with pytest.raises(
+            PixiPackError, match=rf"-o {re.escape(name)} names a .* file, but --create-executable"
+        ):
+            _check_executable_name(Path(name), platform)
+    else:
+        _check_executable_name(Path(name), platform)

@@ -82,12 +82,14 @@ def test_pack_never_writes_through_a_planted_symlink(
     victim = tmp_path / "victim"
     victim.write_text("precious")
     # The names earlier versions used, and plausible guesses at the new ones.
-    for name in (f".environment.tar.{os.getpid()}.part", f".environment.tar-{os.getpid()}-aaaaaaaa.part"):
-        (out / name).symlink_to(victim)
-    for executable in ([], ["--create-executable", "--pixi-unpack-source", str(_fake_pyz(tmp_path))]):
-        assert (
-            pack_main([str(project), "-p", "linux-64", "-o", str(out / "environment.tar"), *executable]) == 0
-        )
+    for output in ("environment.tar", "environment.sh"):
+        for name in (f".{output}.{os.getpid()}.part", f".{output}-{os.getpid()}-aaaaaaaa.part"):
+            (out / name).symlink_to(victim)
+    for output, executable in (
+        ("environment.tar", []),
+        ("environment.sh", ["--create-executable", "--pixi-unpack-source", str(_fake_pyz(tmp_path))]),
+    ):
+        assert pack_main([str(project), "-p", "linux-64", "-o", str(out / output), *executable]) == 0
     assert victim.read_text() == "precious"
 
 
