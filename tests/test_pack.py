@@ -313,3 +313,26 @@ def test_output_problems_are_found_before_downloading(
     assert "already exists and is not empty" in err
     assert http_server.requests == []
     assert (tmp_path / "taken" / "file").read_text() == "mine"
+
+
+def test_a_second_pack_replaces_the_file_and_says_so(
+    tmp_path: Path, served_channel: str, channel: Channel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _project(tmp_path, served_channel, list(channel.packages.values()))
+    out = tmp_path / "environment.tar"
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 0
+    assert "replacing" not in capsys.readouterr().err
+    out.write_bytes(b"an older pack")
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"created pack at {out} (" in err and "), replacing the file that was there" in err
+    assert "pixi-pack.json" in [m.name for m in _members(out)]
+
+
+def test_a_folder_is_never_replaced_by_a_pack_file(
+    tmp_path: Path, served_channel: str, channel: Channel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = _project(tmp_path, served_channel, list(channel.packages.values()))
+    (tmp_path / "environment.tar").mkdir()
+    err = _fails([str(project), "-p", "linux-64", "-o", str(tmp_path / "environment.tar")], capsys)
+    assert "is a folder: pixi-pack replaces files, never folders" in err

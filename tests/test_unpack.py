@@ -227,3 +227,23 @@ def test_existing_environment_is_not_touched(
     (out / "env" / "keep.txt").write_text("mine")
     assert "already exists" in _fails([str(tar), "-o", str(out)], capsys)
     assert (out / "env" / "keep.txt").read_text() == "mine"
+
+
+def test_a_second_environment_takes_the_activation_script_over_and_says_so(
+    tmp_path: Path, served_channel: str, channel: Channel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one rule on both sides: files are replaced, with a line saying so; folders never are."""
+    tar = _pack(tmp_path, served_channel, [channel.packages["hello-data"]])
+    out = tmp_path / "out"
+    assert unpack_main([str(tar), "-o", str(out)]) == 0
+    assert "replaced" not in capsys.readouterr().err
+    assert unpack_main([str(tar), "-o", str(out), "-e", "env2"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"replaced the activation script that was at {out / 'activate.sh'}: it now activates {out / 'env2'}"
+        in err
+    )
+    assert f"CONDA_PREFIX={out / 'env2'}" in (out / "activate.sh").read_text()
+    assert (out / "env" / "share").is_dir()  # the first environment stays
+    err = _fails([str(tar), "-o", str(out), "-e", "env2"], capsys)
+    assert "already exists and is not empty (pixi-unpack never replaces a folder)" in err

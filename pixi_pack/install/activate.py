@@ -59,7 +59,11 @@ def default_shell(platform: str) -> str:
 
 
 def write_activation_script(output_dir: Path, prefix: Path, platform: str, shell: str | None) -> Path:
-    """Write ``activate.<ext>`` for ``shell`` (None: the platform's default) into ``output_dir``."""
+    """Write ``activate.<ext>`` for ``shell`` (None: the platform's default) into ``output_dir``.
+
+    A script already there is replaced, as every file pixi-pack and pixi-unpack write is, and the log
+    says so (a second environment unpacked into the same folder takes the script over).
+    """
     shell = (shell or default_shell(platform)).lower()
     if shell not in SHELLS:
         msg = f"unknown shell {shell!r}: choose one of {', '.join(SHELLS)}"
@@ -70,12 +74,15 @@ def write_activation_script(output_dir: Path, prefix: Path, platform: str, shell
         flavour
     ](activation)
     target = output_dir / f"activate.{extension}"
+    replaced = target.exists() or target.is_symlink()
     try:
         with tempfiles.replacing(target) as out:
             out.write(text.encode("utf-8"))
     except OSError as exc:
         msg = f"could not write the activation script {target}: {exc}"
         raise PixiPackError(msg) from exc
+    if replaced:
+        logger.info("replaced the activation script that was at %s: it now activates %s", target, prefix)
     return target
 
 

@@ -83,7 +83,10 @@ def unpack(
     output_dir = options.output_directory.resolve()
     prefix = output_dir / options.env_name
     if prefix.is_symlink() or (prefix.exists() and (not prefix.is_dir() or any(prefix.iterdir()))):
-        msg = f"environment folder {prefix} already exists: remove it, or choose another --env-name or --output-directory"
+        msg = (
+            f"environment folder {prefix} already exists and is not empty (pixi-unpack never replaces a "
+            f"folder): remove it, or choose another --env-name or --output-directory"
+        )
         raise PixiPackError(msg)
     created: list[Path] = []
     try:

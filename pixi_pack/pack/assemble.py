@@ -92,11 +92,17 @@ def _in_place(options: PackOptions, subdir: str) -> bool:
 
 
 def _check_output(options: PackOptions, stdout: BinaryIO | None) -> None:
-    """Refuse early what would fail at the end: a --directory-only target that already has content, or
-    no output at all."""
+    """Refuse early what would fail at the end: no output at all, or a folder in the way.
+
+    The rule, on both sides: a file in the way is replaced (and the log says so); a folder never is,
+    unless it is empty, since it may hold anything.
+    """
     output = options.output
     if output is None and stdout is None:
         msg = "no output path was given and no stream to write the pack to: pass an output path"
+        raise PixiPackError(msg)
+    if output is not None and not options.directory_only and output.is_dir():
+        msg = f"{output} is a folder: pixi-pack replaces files, never folders; choose a file name with -o"
         raise PixiPackError(msg)
     if (
         options.directory_only
@@ -104,7 +110,10 @@ def _check_output(options: PackOptions, stdout: BinaryIO | None) -> None:
         and output.exists()
         and (not output.is_dir() or any(output.iterdir()))
     ):
-        msg = f"output folder {output} already exists and is not empty: remove it or choose another -o"
+        msg = (
+            f"output folder {output} already exists and is not empty (pixi-pack never replaces a folder): "
+            f"remove it or choose another -o"
+        )
         raise PixiPackError(msg)
 
 

@@ -28,14 +28,22 @@ def write_in_place(contents: Contents, output: Path, *, pyz: Path | None) -> Non
 
 @contextmanager
 def replacing(output: Path, *, executable: bool) -> Iterator[int]:
-    """:func:`tempfiles.replacing` for a pack: its descriptor, and our error for what the OS says."""
+    """:func:`tempfiles.replacing` for a pack: its descriptor, and our error for what the OS says.
+
+    A file already at ``output`` is replaced once the new one is complete, and the log says so.
+    """
+    replaced = output.exists() or output.is_symlink()
     try:
         with tempfiles.replacing(output, mode=0o777 if executable else 0o666) as out:
             yield out.fileno()
     except OSError as exc:
         msg = f"could not write {output}: {exc.strerror or exc}"
         raise PixiPackError(msg) from exc
-    logger.info("created pack at %s (%s)", output, human_bytes(output.stat().st_size))
+    size = human_bytes(output.stat().st_size)
+    if replaced:
+        logger.info("created pack at %s (%s), replacing the file that was there", output, size)
+    else:
+        logger.info("created pack at %s (%s)", output, size)
 
 
 def _assemble(fd: int, contents: Contents, *, output: Path, pyz: Path | None) -> None:
