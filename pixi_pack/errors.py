@@ -15,6 +15,10 @@ class LockfileError(PixiPackError):
     """The lockfile is missing, malformed, or does not have what was asked for."""
 
 
+class EnvironmentNotFoundError(LockfileError):
+    """The lockfile has no such environment (or not for the platform asked for)."""
+
+
 class DownloadError(PixiPackError):
     """A package could not be fetched."""
 

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from pixi_pack.errors import LockfileError
+from pixi_pack.errors import EnvironmentNotFoundError, LockfileError
 from pixi_pack.formats.locations import is_url
 from pixi_pack.formats.records import (
     RecordError,
@@ -176,7 +176,7 @@ def select_environment(
     environments = _mapping(data.get("environments") or {}, "environments", lockfile_dir)
     if environment not in environments:
         msg = f"environment not found in lockfile: {environment} (available: {_names(environments)})"
-        raise LockfileError(msg)
+        raise EnvironmentNotFoundError(msg)
     env = _mapping(environments[environment] or {}, f"environments.{environment}", lockfile_dir)
     platforms = _mapping(env.get("packages") or {}, f"environments.{environment}.packages", lockfile_dir)
     if platform not in platforms:
@@ -383,7 +383,7 @@ def _select_legacy(
     """Versions 1-3: one environment, ``package:`` entries tagged with their platform."""
     if environment != "default":
         msg = f"environment not found in lockfile: {environment} (available: default)"
-        raise LockfileError(msg)
+        raise EnvironmentNotFoundError(msg)
     metadata = data.get("metadata") or {}
     platforms: Sequence[str] = metadata.get("platforms") or sorted(
         {str(p.get("platform")) for p in data.get("package") or ()}

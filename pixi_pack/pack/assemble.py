@@ -9,11 +9,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from pixi_pack.errors import LockfileError, PixiPackError
+from pixi_pack.errors import EnvironmentNotFoundError, LockfileError, PixiPackError
 from pixi_pack.formats.archive import write_tar
 from pixi_pack.formats.channel import normalize_project_name
 from pixi_pack.io import tempfiles
 from pixi_pack.lock.lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
+from pixi_pack.lock.manifest import Manifest, load_manifest, unlocked
 from pixi_pack.models import CondaPackage, LockedEnvironment, PackOptions, PypiPackage
 from pixi_pack.pack.contents import Contents, Metadata, pack_files, start_progress
 from pixi_pack.pack.fetch import Fetcher
@@ -34,7 +35,16 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> None:
     lockfile = find_lockfile(options.manifest_path)
     data = load_lockfile(lockfile)
     subdir = platform_subdir(data, options.platform)
-    env = select_environment(data, options.environment, options.platform, lockfile.parent)
+    manifest = load_manifest(options.manifest_path)
+    try:
+        env = select_environment(data, options.environment, options.platform, lockfile.parent)
+    except EnvironmentNotFoundError as exc:
+        if manifest is not None and options.environment in manifest.environments:
+            msg = f"{exc}; {manifest.path.name} defines it, so pixi.lock looks out of date: run `pixi lock`"
+            raise LockfileError(msg) from exc
+        raise
+    if manifest is not None:
+        _warn_if_stale(manifest, env, subdir)
     conda, wheels = _select_packages(env, options, subdir)
     _check_output(options, stdout)
     files = pack_files(conda, wheels)
@@ -78,6 +88,21 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> None:
 
 WORKDIR_TAG = "pixi-pack"
 """The temporary folder beside the output: ``.pixi-pack-<pid>-<random>``."""
+
+
+def _warn_if_stale(manifest: Manifest, env: LockedEnvironment, subdir: str) -> None:
+    """Warn when the manifest declares dependencies that the lock does not have for this environment."""
+    missing = unlocked(manifest, env, subdir)
+    names = [*missing.conda, *(f"{n} (pypi)" for n in missing.pypi)]
+    if names:
+        logger.warning(
+            "pixi.lock looks out of date: %s declares %s for environment %s, which pixi.lock does not have "
+            "for %s; run `pixi lock` to pack what the manifest asks for",
+            manifest.path.name,
+            ", ".join(names),
+            env.name,
+            env.platform,
+        )
 
 
 def _in_place(options: PackOptions, subdir: str) -> bool:
