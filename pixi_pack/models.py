@@ -179,3 +179,5 @@ class PackageSource:
     """Its record from the pack's ``repodata.json`` (name, version, build, depends, sha256, md5, ...)."""
     open: Callable[[], BinaryIO]
     """Opens a fresh, seekable reader of the package file's bytes; the caller closes it."""
+    url: str | None = None
+    """Where pixi-pack downloaded it from, as ``pixi-pack.json`` records it (none for a local file)."""

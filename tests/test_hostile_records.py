@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pixi_pack.errors import ArchiveError, LockfileError, PixiPackError
-from pixi_pack.formats.channel import parse_metadata, parse_pypi_sha256, parse_repodata
+from pixi_pack.formats.channel import parse_conda_urls, parse_metadata, parse_pypi_sha256, parse_repodata
+from pixi_pack.formats.locations import public_url
 from pixi_pack.formats.records import RecordError, check_conda_file_name, check_record, check_relative_path
 from pixi_pack.lock.lockfile import load_lockfile, parse_lockfile, select_environment
 
@@ -127,7 +128,12 @@ def test_a_lockfile_that_is_not_utf8_is_our_error(tmp_path: Path) -> None:
 def test_deep_nesting_is_our_error() -> None:
     with pytest.raises(LockfileError):
         parse_lockfile("version: 6\nx: " + "[" * 200_000)
-    for parse in (lambda t: parse_repodata(t, "repodata.json"), parse_metadata, parse_pypi_sha256):
+    for parse in (
+        lambda t: parse_repodata(t, "repodata.json"),
+        parse_metadata,
+        parse_pypi_sha256,
+        parse_conda_urls,
+    ):
         with pytest.raises(ArchiveError):
             parse("[" * 200_000)
 
@@ -215,3 +221,55 @@ def test_fuzz_lockfile_text_raises_only_our_error(text: str) -> None:
     with contextlib.suppress(PixiPackError):
         data = parse_lockfile("version: 6\n" + text)
         select_environment(data, "default", "linux-64", Path("/nonexistent"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        5,
+        ["https://x/linux-64/a-1-0.conda"],
+        {"linux-64/a-1-0.conda": 5},
+        {"linux-64/a-1-0.conda": "not a url"},
+        {"linux-64/a-1-0.conda": "https://x/a\n-1-0.conda"},
+        {"linux-64/a-1-0.conda": "https://x/a b.conda"},
+        {"linux-64/a-1-0.conda": "https://x/" + "a" * 5000},
+    ],
+)
+def test_hostile_conda_urls_in_pixi_pack_json_are_refused(value: object) -> None:
+    with pytest.raises(ArchiveError, match="conda-urls must map package paths to URLs"):
+        parse_conda_urls(json.dumps({"version": "1", "conda-urls": value}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_fuzz_conda_urls_raise_only_our_error(value: object) -> None:
+    with contextlib.suppress(ArchiveError):
+        parse_conda_urls(json.dumps({"conda-urls": value}))
+
+
+@pytest.mark.parametrize(
+    ("location", "written"),
+    [
+        (
+            "https://conda.anaconda.org/conda-forge/linux-64/a-1-0.conda",
+            "https://conda.anaconda.org/conda-forge/linux-64/a-1-0.conda",
+        ),
+        (
+            "https://user:secret@repo.example/c/noarch/a-1-0.conda",
+            "https://repo.example/c/noarch/a-1-0.conda",
+        ),
+        (
+            "https://conda.anaconda.org/t/tk-123/private/linux-64/a-1-0.conda",
+            "https://conda.anaconda.org/private/linux-64/a-1-0.conda",
+        ),
+        (
+            "https://repo.example:8443/c/linux-64/a-1-0.conda?X-Amz-Signature=abc",
+            "https://repo.example:8443/c/linux-64/a-1-0.conda",
+        ),
+        ("s3://bucket/c/linux-64/a-1-0.conda", "s3://bucket/c/linux-64/a-1-0.conda"),
+        ("file:///srv/c/linux-64/a-1-0.conda", "file:///srv/c/linux-64/a-1-0.conda"),
+        ("/srv/c/linux-64/a-1-0.conda", None),
+    ],
+)
+def test_a_package_url_is_recorded_without_secrets(location: str, written: str | None) -> None:
+    assert public_url(location) == written

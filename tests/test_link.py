@@ -387,17 +387,33 @@ def test_conda_meta_record(tmp_path: Path) -> None:
         {**sources[1].record, "url": "https://x/c/noarch/a.tar.bz2", "channel": "https://x/c"},
         sources[1].open,
     )
+    sources[2] = PackageSource(
+        sources[2].file_name,
+        sources[2].record,
+        sources[2].open,
+        url=f"https://conda.example.org/main/{sources[2].record['subdir']}/{sources[2].file_name}",
+    )
     install_packages(sources, env, env, PLATFORM)
     hello = json.loads((env / "conda-meta" / "hello-1.2.3-h0_0.json").read_text())
     assert hello["fn"] == "hello-1.2.3-h0_0.conda"
+    # Packed from a local file: its place in the pack's channel, and no channel.
     assert hello["url"] == (tmp_path / "out" / "channel" / "linux-64" / "hello-1.2.3-h0_0.conda").as_uri()
-    assert "channel" not in hello and "link" not in hello and "extracted_package_dir" not in hello
-    assert hello["requested_specs"] == []
+    assert hello["channel"] is None
+    # What conda and conda-pack read, true of this install: no package cache, files written (copy).
+    assert hello["extracted_package_dir"] == "" and hello["link"] == {"source": "", "type": 3}
+    assert (hello["requested_spec"], hello["requested_specs"]) == ("", [])
     keys = list(hello)
     assert keys[: keys.index("fn")] == sorted(keys[: keys.index("fn")])
-    assert keys[keys.index("fn") :] == ["fn", "url", "requested_specs", "files", "paths_data"]
+    assert keys[keys.index("fn") :] == [
+        *("fn", "url", "channel", "extracted_package_dir", "requested_spec", "requested_specs"),
+        *("files", "paths_data", "link"),
+    ]
     data = json.loads((env / "conda-meta" / "hello-data-1.0-0.json").read_text())
     assert (data["url"], data["channel"]) == ("https://x/c/noarch/a.tar.bz2", "https://x/c")
+    third_record = sources[2].record
+    dist = f"{third_record['name']}-{third_record['version']}-{third_record['build']}"
+    third = json.loads((env / "conda-meta" / f"{dist}.json").read_text())
+    assert third["url"] == sources[2].url and third["channel"] == "https://conda.example.org/main/"
     record = rattler.PrefixRecord.from_path(env / "conda-meta" / "hello-1.2.3-h0_0.json")
     assert str(record.name.normalized) == "hello"
     lib = next(p for p in hello["paths_data"]["paths"] if p["_path"] == "lib/libhello.so")

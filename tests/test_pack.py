@@ -73,6 +73,10 @@ def test_pack_layout(tmp_path: Path, served_channel: str, channel: Channel, vers
             "version": "1",
             "pixi-pack-version": meta["pixi-pack-version"],
             "platform": "linux-64",
+            # Where each package came from, for conda-meta's url and channel on the target.
+            "conda-urls": {
+                f"{p.subdir}/{p.file_name}": f"{served_channel}/{p.subdir}/{p.file_name}" for p in packages
+            },
         }
         env = yaml.safe_load(read("environment.yml"))
         assert env == {

@@ -21,6 +21,11 @@ from pixi_pack.models import (
 #: The key of ``pixi-pack.json`` that holds the sha256 of every wheel in ``pypi/``, by file name.
 PYPI_SHA256_KEY = "pypi-sha256"
 
+#: The key of ``pixi-pack.json`` that holds where each conda package was downloaded from, by its path
+#: under ``channel/`` (``linux-64/zlib-1.3.1-hb9d3cd8_2.conda``), so that conda-meta can keep it.
+CONDA_URLS_KEY = "conda-urls"
+_URL_LIMIT = 4096
+
 #: conda reads repodata records of this version; the records we write are plain PackageRecords.
 REPODATA_VERSION = 1
 
@@ -89,19 +94,55 @@ def normalize_project_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def metadata_json(metadata: PackMetadata, pypi_sha256: Mapping[str, str] | None = None) -> str:
-    """``pixi-pack.json``; with wheels, also their sha256 by file name under ``pypi-sha256``.
+def metadata_json(
+    metadata: PackMetadata,
+    pypi_sha256: Mapping[str, str] | None = None,
+    conda_urls: Mapping[str, str] | None = None,
+) -> str:
+    """``pixi-pack.json``; with wheels, also their sha256 by file name under ``pypi-sha256``, and where
+    the conda packages came from under ``conda-urls``.
 
-    Upstream's pixi-unpack ignores keys it does not know, so the hashes cost it nothing.
+    Upstream's pixi-unpack ignores keys it does not know, so these cost it nothing.
     """
     data: dict[str, Any] = {
         "version": metadata.version,
         "pixi-pack-version": metadata.pixi_pack_version,
         "platform": metadata.platform,
     }
+    if conda_urls:
+        data[CONDA_URLS_KEY] = dict(conda_urls)
     if pypi_sha256:
         data[PYPI_SHA256_KEY] = dict(pypi_sha256)
     return _dumps(data)
+
+
+def parse_conda_urls(text: str) -> dict[str, str]:
+    """Where each conda package of a ``pixi-pack.json`` came from (empty when it does not say).
+
+    The URLs are only ever written into conda-meta, never fetched or used in a path; still, each must
+    be a short, printable ``scheme://`` URL.
+    """
+    try:
+        value = json.loads(text).get(CONDA_URLS_KEY)
+    except (ValueError, AttributeError, RecursionError) as exc:
+        msg = f"malformed pixi-pack.json: {exc}"
+        raise ArchiveError(msg) from exc
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and _is_plain_url(v) for k, v in value.items()
+    ):
+        msg = f"malformed pixi-pack.json: {CONDA_URLS_KEY} must map package paths to URLs"
+        raise ArchiveError(msg)
+    return dict(value)
+
+
+def _is_plain_url(url: str) -> bool:
+    return (
+        len(url) <= _URL_LIMIT
+        and url.isprintable()
+        and re.match(r"[A-Za-z][A-Za-z0-9+.-]+://\S+$", url) is not None
+    )
 
 
 def parse_pypi_sha256(text: str) -> dict[str, str] | None:

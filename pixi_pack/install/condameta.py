@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pixi_pack.formats.locations import channel_url
 from pixi_pack.formats.package_info import Package, PathEntry
 from pixi_pack.install.tree import TreeWriter
 from pixi_pack.io import tempfiles
@@ -123,22 +124,34 @@ def prefix_record(
     """The ``conda-meta/<dist>.json`` document, laid out as rattler serialises a ``PrefixRecord``.
 
     The repodata fields come from the pack's record (name, version and build from ``index.json`` if it
-    lacks them), in rattler's order and with its omissions. ``url`` is the record's own if it has one,
-    else where the package sits in the pack's channel layout next to the environment. There is no
-    package cache, so ``extracted_package_dir``, ``package_tarball_full_path`` and ``link`` are left out.
+    lacks them), in rattler's order and with its omissions. ``url`` is where pixi-pack downloaded the
+    package (``pixi-pack.json``), and ``channel`` the channel of that URL; a package packed from a
+    local file gets the place it had in the pack's channel, and no channel. The fields conda and
+    conda-pack read are there with what is true of this install: no package cache holds an extracted
+    copy (``extracted_package_dir`` and ``link.source`` are empty), the files were written, not
+    hard-linked (``link.type`` 3, conda's "copy"), and no spec was requested (the lock pinned it).
     """
-    record = package.source.record
+    source = package.source
+    record = source.record
     document = _repodata_fields(record, package.index)
     subdir = str(document.get("subdir") or "noarch")
-    fallback = (target_prefix.absolute().parent / "channel" / subdir / package.source.file_name).as_uri()
-    document["fn"] = package.source.file_name
-    document["url"] = str(record.get("url") or fallback)
-    if record.get("channel"):
-        document["channel"] = str(record["channel"])
+    fallback = (target_prefix.absolute().parent / "channel" / subdir / source.file_name).as_uri()
+    url = source.url or str(record.get("url") or fallback)
+    channel = channel_url(source.url, subdir, source.file_name) if source.url else record.get("channel")
+    document["fn"] = source.file_name
+    document["url"] = url
+    document["channel"] = str(channel) if channel else None
+    document["extracted_package_dir"] = ""
+    document["requested_spec"] = ""
     document["requested_specs"] = []
     document["files"] = [item["_path"] for item in paths]
     document["paths_data"] = {"paths_version": 1, "paths": list(paths)}
+    document["link"] = {"source": "", "type": LINK_COPY}
     return document
+
+
+#: conda's ``LinkType.copy``: each file was written into the prefix, none linked from a cache.
+LINK_COPY = 3
 
 
 def _repodata_fields(record: Mapping[str, Any], index: Mapping[str, Any]) -> dict[str, Any]:

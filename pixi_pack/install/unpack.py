@@ -34,7 +34,7 @@ from typing import BinaryIO
 
 from pixi_pack.errors import ArchiveError, IntegrityError, PixiPackError
 from pixi_pack.formats.archive import PackReader
-from pixi_pack.formats.channel import parse_metadata, parse_pypi_sha256, parse_repodata
+from pixi_pack.formats.channel import parse_conda_urls, parse_metadata, parse_pypi_sha256, parse_repodata
 from pixi_pack.install.activate import write_activation_script
 from pixi_pack.install.link import install_packages
 from pixi_pack.io import tempfiles
@@ -262,8 +262,11 @@ def collect_packages(reader: PackReader) -> list[PackageSource]:
     if unlisted:
         msg = f"the pack is inconsistent: {unlisted[0]} is not listed in its repodata.json"
         raise ArchiveError(msg)
+    urls = parse_conda_urls(reader.read_text(METADATA_FILE))
     return [
-        PackageSource(PurePosixPath(n).name, records[n], _opener(reader, n))
+        PackageSource(
+            PurePosixPath(n).name, records[n], _opener(reader, n), url=urls.get(n[len(CHANNEL_DIR) + 1 :])
+        )
         for n in sorted(files, key=lambda n: PurePosixPath(n).name)
     ]
 

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from pixi_pack import __version__
 from pixi_pack.formats.channel import environment_yml, metadata_json, repodata_files
-from pixi_pack.formats.locations import is_url
+from pixi_pack.formats.locations import is_url, public_url
 from pixi_pack.models import (
     CHANNEL_DIR,
     ENVIRONMENT_FILE,
@@ -79,6 +79,9 @@ class Metadata:
 
     def __init__(self, conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage], subdir: str) -> None:
         self._wheel_names = [w.file_name for w in wheels]
+        self._conda_urls = {
+            f"{p.subdir}/{p.file_name}": url for p in conda if (url := public_url(p.location)) is not None
+        }
         self._fixed = {
             f"{CHANNEL_DIR}/{repodata_subdir}/{REPODATA_FILE}": text.encode()
             for repodata_subdir, text in repodata_files(conda, subdir).items()
@@ -93,7 +96,8 @@ class Metadata:
 
     def files(self, wheel_sha256: Mapping[str, str]) -> dict[str, bytes]:
         """Path in the pack -> content; ``pixi-pack.json`` records ``wheel_sha256``."""
-        return {METADATA_FILE: metadata_json(self._metadata, wheel_sha256).encode(), **self._fixed}
+        text = metadata_json(self._metadata, wheel_sha256, self._conda_urls)
+        return {METADATA_FILE: text.encode(), **self._fixed}
 
     def sizes(self) -> dict[str, int]:
         """The size of each file, known before the wheels' hashes are (each is 64 hex digits)."""
