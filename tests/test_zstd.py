@@ -39,9 +39,10 @@ def compressed(data: bytes = DATA) -> bytes:
 
 @pytest.fixture
 def no_modules(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Neither compression.zstd nor zstandard can be imported."""
+    """Neither compression.zstd nor zstandard can be imported, and no bundled build is loaded yet."""
     monkeypatch.setitem(sys.modules, "compression.zstd", None)
     monkeypatch.setitem(sys.modules, "zstandard", None)
+    monkeypatch.delitem(sys.modules, _vendor_loader.BUNDLED_MODULE, raising=False)
 
 
 @pytest.fixture
