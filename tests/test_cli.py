@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_zipapp import zipapp_path
 
 from pixi_pack.cli import _check_executable_name, build_pack_parser, build_unpack_parser
 from pixi_pack.errors import PixiPackError
@@ -122,3 +124,30 @@ def test_a_self_extracting_name_is_honoured_or_refused(name: str, platform: str,
             _check_executable_name(Path(name), platform)
     else:
         _check_executable_name(Path(name), platform)
+
+
+def test_the_pyz_behaves_as_the_module_does(tmp_path: Path) -> None:
+    """``python pixi-pack.pyz --help`` succeeds on stdout; with no command it is a usage error."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "SHIV_ROOT": str(tmp_path / "shiv")}
+    pyz = str(zipapp_path())
+    shown = subprocess.run(
+        [sys.executable, pyz, "--help"], capture_output=True, text=True, env=env, check=False
+    )
+    assert (shown.returncode, shown.stderr) == (0, "") and shown.stdout.startswith("usage: pixi-pack")
+    bare = subprocess.run([sys.executable, pyz], capture_output=True, text=True, env=env, check=False)
+    assert (bare.returncode, bare.stdout) == (2, "") and "error: missing command" in bare.stderr
+
+
+def test_make_demo_installs_only_the_runtime(tmp_path: Path) -> None:
+    """``make demo`` on a fresh clone installs pixi-pack and its dependencies, none of the dev tools."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "fresh-venv"
+    demo = subprocess.run(
+        ["make", "-n", "demo", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "pip install --quiet -e .\n" in demo.stdout and "[dev]" not in demo.stdout
+    test = subprocess.run(
+        ["make", "-n", "test", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "pip install --quiet -e '.[dev]'" in test.stdout
