@@ -5,144 +5,25 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pixi_pack import __version__
+from pixi_pack.arguments import build_pack_parser, build_unpack_parser
 from pixi_pack.errors import PixiPackError
-from pixi_pack.install.activate import SHELLS, default_shell
-from pixi_pack.models import DEFAULT_ENV_NAME, DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
+from pixi_pack.models import DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
 from pixi_pack.platforms import current_subdir, is_windows
 
+if TYPE_CHECKING:
+    from pixi_pack.formats.listing import Listing
+
 logger = logging.getLogger("pixi_pack")
-
-
-def _add_verbosity(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
-    parser.add_argument("-q", "--quiet", action="count", default=0, help="less output (repeatable)")
-    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
-
-
-def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Pack a pixi environment from its lockfile into one archive."
-    )
-    parser.add_argument(
-        "manifest_path",
-        nargs="?",
-        type=Path,
-        metavar="MANIFEST",
-        default=Path.cwd(),
-        help="pixi.toml, pyproject.toml or the project folder; pixi.lock is read beside it (default: .)",
-    )
-    parser.add_argument(
-        "-e",
-        "--environment",
-        default="default",
-        metavar="NAME",
-        help="environment to pack (default: default)",
-    )
-    parser.add_argument(
-        "-p",
-        "--platform",
-        default=None,
-        metavar="PLATFORM",
-        help=f"platform to pack: a conda subdir or a platform named in the lockfile (default: {current_subdir()})",
-    )
-    parser.add_argument(
-        "-o",
-        "--output-file",
-        default=None,
-        metavar="FILE",
-        help="where to write the pack, '-' for stdout (default: ./environment.tar, "
-        "./environment.sh|.ps1 with --create-executable, ./environment with --directory-only)",
-    )
-    parser.add_argument(
-        "--auth-file", type=Path, default=None, metavar="FILE", help="rattler authentication file (JSON)"
-    )
-    parser.add_argument(
-        "--use-cache", type=Path, default=None, metavar="DIR", help="cache downloaded packages in this folder"
-    )
-    parser.add_argument(
-        "-i",
-        "--inject",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="PACKAGE",
-        help="add a conda package (.conda, .tar.bz2) or a wheel to the pack; one per flag, repeatable",
-    )
-    parser.add_argument(
-        "--ignore-pypi-non-wheel",
-        action="store_true",
-        help="skip PyPI source distributions instead of failing",
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--create-executable", action="store_true", help="write a self-extracting environment.sh / .ps1"
-    )
-    mode.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
-    parser.add_argument(
-        "--pixi-unpack-source",
-        default=None,
-        metavar="FILE_OR_URL",
-        help="path or URL of the pixi-pack .pyz to embed with --create-executable (URL may end in #sha256=<hex>)",
-    )
-    parser.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="pixi config file (mirrors, s3, concurrency)",
-    )
-    _add_verbosity(parser)
-    return parser
-
-
-def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Unpack an environment created by pixi-pack.")
-    parser.add_argument(
-        "pack_file",
-        nargs="?",
-        metavar="PACK",
-        default=DEFAULT_OUTPUT_FILE,
-        help="the pack: a tar, a folder, or '-' for stdin (default: ./environment.tar)",
-    )
-    parser.add_argument(
-        "-o",
-        "--output-directory",
-        type=Path,
-        default=Path.cwd(),
-        metavar="DIR",
-        help="where to create the environment folder and the activation script (default: .)",
-    )
-    parser.add_argument(
-        "-e",
-        "--env-name",
-        default=DEFAULT_ENV_NAME,
-        metavar="NAME",
-        help=f"name of the environment folder (default: {DEFAULT_ENV_NAME})",
-    )
-    parser.add_argument(
-        "-s",
-        "--shell",
-        choices=sorted(SHELLS),
-        default=None,
-        metavar="SHELL",
-        help=f"shell of the activation script: {', '.join(sorted(SHELLS))} "
-        f"(default: {default_shell(current_subdir())} here: bash on Unix, cmd on Windows)",
-    )
-    # Used by the self-extracting stub, which passes its own file and where the tar sits in it.
-    parser.add_argument("--payload-offset", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--payload-length", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--payload-sha256", default=None, help=argparse.SUPPRESS)
-    _add_verbosity(parser)
-    return parser
 
 
 class _Formatter(logging.Formatter):
@@ -228,6 +109,7 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
         ignore_pypi_non_wheel=args.ignore_pypi_non_wheel,
         cache_dir=args.use_cache,
         config=load_config(args.config, args.auth_file),
+        list_contents=args.sbom is not None,
     )
 
 
@@ -252,7 +134,36 @@ def _pack(args: argparse.Namespace) -> None:
             "(pixi-pack -o - > environment.tar) or pass -o FILE"
         )
         raise PixiPackError(msg)
-    pack(pack_options_from_args(args), stdout=sys.stdout.buffer)
+    if args.sbom == "-" and args.output_file == "-":
+        msg = "--sbom - and -o - cannot share stdout: write one of them to a file"
+        raise PixiPackError(msg)
+    listing = pack(pack_options_from_args(args), stdout=sys.stdout.buffer)
+    if listing is not None:
+        _write_sbom(args.sbom, listing)
+
+
+def _write_sbom(destination: str, listing: Listing) -> None:
+    """The SBOM of ``listing`` to a file (via a temporary name) or, for ``-``, to stdout."""
+    from pixi_pack.formats.sbom import sbom_json
+    from pixi_pack.io import tempfiles
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch is not None and not epoch.isdigit():
+        msg = f"SOURCE_DATE_EPOCH must be a number of seconds, not {epoch!r}"
+        raise PixiPackError(msg)
+    text = sbom_json(listing, timestamp=int(epoch) if epoch else None)
+    if destination == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    path = Path(destination)
+    try:
+        with tempfiles.replacing(path, mode=0o644) as out:
+            out.write(text.encode("utf-8"))
+    except OSError as exc:
+        msg = f"could not write the SBOM {path}: {exc.strerror or exc}"
+        raise PixiPackError(msg) from exc
+    logger.info("wrote the SBOM of %d packages to %s", len(listing.entries), path)
 
 
 def _unpack(args: argparse.Namespace) -> None:
@@ -260,20 +171,50 @@ def _unpack(args: argparse.Namespace) -> None:
     from pixi_pack.io.zstd import Decompressor
 
     pack_file = None if args.pack_file == "-" else Path(args.pack_file)
-    unpack(
-        UnpackOptions(
-            pack=pack_file,
-            output_directory=args.output_directory,
-            env_name=args.env_name,
-            shell=args.shell,
-            payload_offset=args.payload_offset,
-            payload_length=args.payload_length,
-            payload_sha256=args.payload_sha256,
-        ),
-        stdin=sys.stdin.buffer,
-        tuning=tuned_interpreter,
-        zstd=Decompressor(),
+    options = UnpackOptions(
+        pack=pack_file,
+        output_directory=args.output_directory,
+        env_name=args.env_name,
+        shell=args.shell,
+        payload_offset=args.payload_offset,
+        payload_length=args.payload_length,
+        payload_sha256=args.payload_sha256,
     )
+    if args.json and not args.list:
+        msg = "--json goes with --list"
+        raise PixiPackError(msg)
+    if args.list or args.verify_only or args.sbom is not None:
+        _review(args, options)
+        return
+    unpack(options, stdin=sys.stdin.buffer, tuning=tuned_interpreter, zstd=Decompressor())
+
+
+def _review(args: argparse.Namespace, options: UnpackOptions) -> None:
+    """``--list``, ``--verify-only``, ``--sbom``: read the pack, write nothing but what was asked for."""
+    from pixi_pack.formats.listing import listing_json, listing_table, read_listing
+    from pixi_pack.install.unpack import reading_pack
+    from pixi_pack.install.verify import verify_pack
+    from pixi_pack.io.zstd import Decompressor
+
+    if args.list and args.sbom == "-":
+        msg = "--list and --sbom - cannot share stdout: write the SBOM to a file"
+        raise PixiPackError(msg)
+    zstd = Decompressor()
+    with reading_pack(options, stdin=sys.stdin.buffer) as (reader, payload):
+        if args.verify_only:
+            result = verify_pack(reader, payload=payload, zstd=zstd)
+            for problem in result.problems:
+                logger.error("error: %s", problem)
+            if result.problems:
+                raise PixiPackError(result.summary())
+            logger.info("%s", result.summary())
+        if args.list or args.sbom is not None:
+            listing = read_listing(reader, zstd=zstd)
+            if args.list:
+                sys.stdout.write(listing_json(listing) if args.json else listing_table(listing))
+                sys.stdout.flush()
+            if args.sbom is not None:
+                _write_sbom(args.sbom, listing)
 
 
 #: Seconds a thread may hold the GIL while another waits for it (Python's default is 5 ms).

@@ -149,6 +149,8 @@ class PackOptions:
     ignore_pypi_non_wheel: bool = False
     cache_dir: Path | None = None
     config: MirrorConfig = field(default_factory=MirrorConfig)
+    list_contents: bool = False
+    """Read what was packed back, and return it (``--sbom``)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from test_zipapp import zipapp_path
 
-from pixi_pack.cli import _check_executable_name, build_pack_parser, build_unpack_parser
+from pixi_pack.arguments import build_pack_parser, build_unpack_parser
+from pixi_pack.cli import _check_executable_name
 from pixi_pack.errors import PixiPackError
 
 ROOT = Path(__file__).resolve().parents[1]

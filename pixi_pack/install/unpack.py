@@ -24,28 +24,26 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from pixi_pack.errors import ArchiveError, IntegrityError, PixiPackError
 from pixi_pack.formats.archive import PackReader
-from pixi_pack.formats.channel import parse_conda_urls, parse_metadata, parse_pypi_sha256, parse_repodata
+from pixi_pack.formats.channel import parse_metadata, parse_pypi_sha256
+from pixi_pack.formats.listing import pack_packages, wheel_names
 from pixi_pack.install.activate import write_activation_script
 from pixi_pack.install.link import install_packages
 from pixi_pack.io import tempfiles
 from pixi_pack.io.hashing import Digests, check_digests, hash_file_range, hash_stream
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import (
-    CHANNEL_DIR,
-    CONDA_EXTENSIONS,
     METADATA_FILE,
-    PYPI_DIR,
-    REPODATA_FILE,
     PackageSource,
     UnpackOptions,
 )
@@ -110,7 +108,7 @@ def _unpack_into(
         reader = PackReader(path, options.payload_offset, options.payload_length)
         platform = _check_metadata(reader)
         packages = collect_packages(reader)
-        wheels = [n for n in reader.names() if n.startswith(f"{PYPI_DIR}/") and n.endswith(".whl")]
+        wheels = wheel_names(reader)
         wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
         if wheels or wheel_sha256:
             # Only then: pypa/installer takes longer to import than a small environment to unpack.
@@ -142,6 +140,25 @@ def _unpack_into(
         shutil.rmtree(prefix, ignore_errors=True)
         raise
     logger.info("unpacked %d packages into %s; activate it with %s", len(packages), prefix, script)
+
+
+@contextmanager
+def reading_pack(
+    options: UnpackOptions, *, stdin: BinaryIO | None = None
+) -> Iterator[tuple[PackReader, tuple[Path, int, int, str] | None]]:
+    """The pack of ``options`` opened for reading, and, for a self-extracting file, its payload to check
+    (file, offset, length, sha256). A pack from ``stdin`` is spooled to an exclusive temporary file,
+    removed on the way out; nothing else is written."""
+    with ExitStack() as cleanup:
+        path = _pack_path(options, Path(tempfile.gettempdir()), cleanup, stdin)
+        reader = PackReader(path, options.payload_offset, options.payload_length)
+        payload = None
+        if options.payload_sha256:
+            length = path.stat().st_size - options.payload_offset
+            if options.payload_length is not None:
+                length = options.payload_length
+            payload = (path, options.payload_offset, length, options.payload_sha256)
+        yield reader, payload
 
 
 def _make_output_dir(output_dir: Path) -> list[Path]:
@@ -246,33 +263,10 @@ def _check_metadata(reader: PackReader) -> str:
 
 def collect_packages(reader: PackReader) -> list[PackageSource]:
     """Every conda package of the pack with its repodata record; the two must agree exactly."""
-    names = reader.names()
-    files = [n for n in names if n.startswith(f"{CHANNEL_DIR}/") and n.endswith(CONDA_EXTENSIONS)]
-    records: dict[str, dict[str, object]] = {}
-    for name in names:
-        path = PurePosixPath(name)
-        if len(path.parts) == 3 and path.parts[0] == CHANNEL_DIR and path.name == REPODATA_FILE:
-            for file_name, record in parse_repodata(reader.read_text(name), name).items():
-                records[f"{CHANNEL_DIR}/{path.parts[1]}/{file_name}"] = record
-    missing = sorted(set(records) - set(files))
-    if missing:
-        msg = f"the pack is incomplete: {missing[0]} is listed in repodata.json but missing"
-        raise ArchiveError(msg)
-    unlisted = sorted(set(files) - set(records))
-    if unlisted:
-        msg = f"the pack is inconsistent: {unlisted[0]} is not listed in its repodata.json"
-        raise ArchiveError(msg)
-    urls = parse_conda_urls(reader.read_text(METADATA_FILE))
-    return [
-        PackageSource(
-            PurePosixPath(n).name, records[n], _opener(reader, n), url=urls.get(n[len(CHANNEL_DIR) + 1 :])
-        )
-        for n in sorted(files, key=lambda n: PurePosixPath(n).name)
-    ]
-
-
-def _opener(reader: PackReader, name: str) -> Callable[[], BinaryIO]:
-    return lambda: reader.open(name)
+    sources, problems = pack_packages(reader)
+    if problems:
+        raise ArchiveError(problems[0])
+    return sources
 
 
 def verify_package(package: PackageSource) -> None:

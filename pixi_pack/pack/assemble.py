@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pixi_pack.errors import EnvironmentNotFoundError, LockfileError, PixiPackError
-from pixi_pack.formats.archive import write_tar
+from pixi_pack.formats.archive import PackReader, write_tar
 from pixi_pack.formats.channel import normalize_project_name
+from pixi_pack.formats.listing import Listing, read_listing
 from pixi_pack.io import tempfiles
 from pixi_pack.lock.lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
 from pixi_pack.lock.manifest import Manifest, load_manifest, unlocked
@@ -24,10 +25,11 @@ from pixi_pack.platforms import is_windows
 logger = logging.getLogger("pixi_pack")
 
 
-def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> None:
+def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | None:
     """Create the pack described by ``options``; on failure nothing is left at the output path.
 
-    Without an output path (``-o -``) the pack is written to ``stdout``, which the caller gives.
+    Without an output path (``-o -``) the pack is written to ``stdout``, which the caller gives. With
+    ``options.list_contents``, what was packed is read back and returned (for an SBOM).
 
     What a killed earlier run left beside the output (its temporary folder and file, named after its
     process) is removed first.
@@ -72,10 +74,15 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> None:
                 progress=start_progress(conda, files),
                 staging=staging,
             )
+            listing = None
             if options.output is not None and _in_place(options, subdir):
                 write_in_place(contents, options.output, pyz=pyz)
+                if options.list_contents:
+                    listing = read_listing(_reader_of(options.output, pyz))
             else:
                 contents.stage()
+                if options.list_contents:
+                    listing = read_listing(PackReader(staging))
                 _write_output(staging, options, subdir=subdir, pyz=pyz, stdout=stdout)
         finally:
             fetcher.close()
@@ -84,6 +91,18 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> None:
         raise PixiPackError(msg) from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return listing
+
+
+def _reader_of(output: Path, pyz: Path | None) -> PackReader:
+    """The pack just written at ``output``: a tar, or the tar inside ``environment.sh``."""
+    if pyz is None:
+        return PackReader(output)
+    from pixi_pack.pack.selfextract import sh_payload_args
+
+    located = sh_payload_args(output)
+    assert located is not None  # written just now
+    return PackReader(output, int(located[1]), int(located[3]))
 
 
 WORKDIR_TAG = "pixi-pack"

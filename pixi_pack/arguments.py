@@ -1,0 +1,163 @@
+"""The grammar of ``pixi-pack`` and ``pixi-unpack``: their arguments, defaults and help, upstream's names.
+
+Only parsers are built here; :mod:`pixi_pack.cli` runs them and turns their results into the library's
+options.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pixi_pack import __version__
+from pixi_pack.install.activate import SHELLS, default_shell
+from pixi_pack.models import DEFAULT_ENV_NAME, DEFAULT_OUTPUT_FILE
+from pixi_pack.platforms import current_subdir
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more output (repeatable)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less output (repeatable)")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
+
+
+def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Pack a pixi environment from its lockfile into one archive."
+    )
+    parser.add_argument(
+        "manifest_path",
+        nargs="?",
+        type=Path,
+        metavar="MANIFEST",
+        default=Path.cwd(),
+        help="pixi.toml, pyproject.toml or the project folder; pixi.lock is read beside it (default: .)",
+    )
+    parser.add_argument(
+        "-e",
+        "--environment",
+        default="default",
+        metavar="NAME",
+        help="environment to pack (default: default)",
+    )
+    parser.add_argument(
+        "-p",
+        "--platform",
+        default=None,
+        metavar="PLATFORM",
+        help=f"platform to pack: a conda subdir or a platform named in the lockfile (default: {current_subdir()})",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-file",
+        default=None,
+        metavar="FILE",
+        help="where to write the pack, '-' for stdout (default: ./environment.tar, "
+        "./environment.sh|.ps1 with --create-executable, ./environment with --directory-only)",
+    )
+    parser.add_argument(
+        "--auth-file", type=Path, default=None, metavar="FILE", help="rattler authentication file (JSON)"
+    )
+    parser.add_argument(
+        "--use-cache", type=Path, default=None, metavar="DIR", help="cache downloaded packages in this folder"
+    )
+    parser.add_argument(
+        "-i",
+        "--inject",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PACKAGE",
+        help="add a conda package (.conda, .tar.bz2) or a wheel to the pack; one per flag, repeatable",
+    )
+    parser.add_argument(
+        "--ignore-pypi-non-wheel",
+        action="store_true",
+        help="skip PyPI source distributions instead of failing",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--create-executable", action="store_true", help="write a self-extracting environment.sh / .ps1"
+    )
+    mode.add_argument("--directory-only", action="store_true", help="write the pack as a folder, not a tar")
+    parser.add_argument(
+        "--pixi-unpack-source",
+        default=None,
+        metavar="FILE_OR_URL",
+        help="path or URL of the pixi-pack .pyz to embed with --create-executable (URL may end in #sha256=<hex>)",
+    )
+    parser.add_argument(
+        "--sbom",
+        metavar="FILE",
+        default=None,
+        help="also write a CycloneDX 1.6 JSON SBOM of what was packed ('-' for stdout, with -o FILE)",
+    )
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="pixi config file (mirrors, s3, concurrency)",
+    )
+    _add_verbosity(parser)
+    return parser
+
+
+def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Unpack an environment created by pixi-pack.")
+    parser.add_argument(
+        "pack_file",
+        nargs="?",
+        metavar="PACK",
+        default=DEFAULT_OUTPUT_FILE,
+        help="the pack: a tar, a folder, or '-' for stdin (default: ./environment.tar)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-directory",
+        type=Path,
+        default=Path.cwd(),
+        metavar="DIR",
+        help="where to create the environment folder and the activation script (default: .)",
+    )
+    parser.add_argument(
+        "-e",
+        "--env-name",
+        default=DEFAULT_ENV_NAME,
+        metavar="NAME",
+        help=f"name of the environment folder (default: {DEFAULT_ENV_NAME})",
+    )
+    parser.add_argument(
+        "-s",
+        "--shell",
+        choices=sorted(SHELLS),
+        default=None,
+        metavar="SHELL",
+        help=f"shell of the activation script: {', '.join(sorted(SHELLS))} "
+        f"(default: {default_shell(current_subdir())} here: bash on Unix, cmd on Windows)",
+    )
+    review = parser.add_argument_group("looking into a pack without installing it (nothing is written)")
+    review.add_argument(
+        "--list",
+        action="store_true",
+        help="print the packages and wheels, largest first, with their licenses",
+    )
+    review.add_argument("--json", action="store_true", help="with --list: a JSON array, for scripts")
+    review.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="run every check unpacking makes, and check every file inside every package; report all problems",
+    )
+    review.add_argument(
+        "--sbom",
+        metavar="FILE",
+        default=None,
+        help="write a CycloneDX 1.6 JSON SBOM of the pack ('-' for stdout)",
+    )
+    # Used by the self-extracting stub, which passes its own file and where the tar sits in it.
+    parser.add_argument("--payload-offset", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--payload-length", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--payload-sha256", default=None, help=argparse.SUPPRESS)
+    _add_verbosity(parser)
+    return parser
