@@ -68,7 +68,7 @@ SMOKE_TEST = (
     "import numpy, scipy.linalg, pandas, matplotlib, ssl, ctypes; matplotlib.use('agg'); "
     "import matplotlib.pyplot; print(numpy.linalg.inv(numpy.eye(3)).sum())"
 )
-ITEMS = ("unpack", "pack", "selfextract", "startup")
+ITEMS = ("unpack", "verify", "pack", "selfextract", "startup")
 
 
 class BenchError(Exception):
@@ -320,6 +320,22 @@ def bench_unpack(ctx: Context, log: Callable[[str], None]) -> list[Row]:
     shutil.rmtree(TMPFS, ignore_errors=True)
     rows[0].data["check"] = check
     return rows
+
+
+def bench_verify(ctx: Context, log: Callable[[str], None]) -> list[Row]:
+    """``pixi-unpack --verify-only`` (every file of every package hashed, nothing written) next to a
+    full unpack of the same pack."""
+    tar = ctx.packs["base"]
+
+    def unpack_process(folder: Path) -> Sample:
+        return run_process([BIN / "pixi-unpack", tar, "-o", folder, "-e", "env", "-q"])
+
+    def verify_process(folder: Path) -> Sample:
+        return run_process([BIN / "pixi-unpack", tar, "--verify-only", "-q"])
+
+    log(f"1b. pixi-unpack --verify-only vs a full unpack, disk ({ctx.runs} runs each)")
+    references, subjects = interleave(ctx.runs, unpack_process, verify_process, WORK)
+    return [ratio_row("verify-only (89 MB pack)", "--verify-only", "unpack", references, subjects, 1.0)]
 
 
 def check_same_prefix(ctx: Context, names: Sequence[str]) -> dict[str, Any]:
@@ -599,6 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_packs(ctx, ["base", "big"] if want_big else ["base"], log)
         benches: dict[str, Callable[[Context, Callable[[str], None]], list[Row]]] = {
             "unpack": bench_unpack,
+            "verify": bench_verify,
             "pack": bench_pack,
             "selfextract": bench_selfextract,
             "startup": bench_startup,

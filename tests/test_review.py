@@ -398,3 +398,41 @@ def test_fuzz_spdx_gives_a_listed_id_an_expression_or_nothing(text: str) -> None
     assert expression is None or all(
         t in ("AND", "OR") or t.strip("()") in spdx.SPDX_IDS.values() for t in expression.split()
     )
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+_wheel_bytes = st.one_of(
+    st.binary(max_size=200),
+    st.dictionaries(
+        st.sampled_from(["x-1.dist-info/METADATA", "y-1.dist-info/METADATA", "x/__init__.py", "METADATA"]),
+        st.binary(max_size=200),
+        max_size=3,
+    ).map(_zip),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_wheel_bytes)
+def test_fuzz_a_wheel_in_a_pack_lists_or_is_our_error(data: bytes) -> None:
+    import tempfile
+
+    from pixi_pack.errors import ArchiveError
+    from pixi_pack.formats.archive import PackReader
+    from pixi_pack.formats.listing import wheel_entry
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "pypi").mkdir()
+        (Path(folder) / "pixi-pack.json").write_text('{"version": "1", "platform": "linux-64"}')
+        (Path(folder) / "pypi" / "x-1-py3-none-any.whl").write_bytes(data)
+        try:
+            entry = wheel_entry(PackReader(Path(folder)), "pypi/x-1-py3-none-any.whl", None)
+        except ArchiveError:
+            return
+        assert (entry.name, entry.version) == ("x", "1")
