@@ -30,7 +30,7 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
         nargs="?",
         type=Path,
         metavar="MANIFEST",
-        default=Path.cwd(),
+        default=None,
         help="pixi.toml, pyproject.toml or the project folder; pixi.lock is read beside it (default: .)",
     )
     parser.add_argument(
@@ -85,6 +85,22 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
         default=None,
         metavar="FILE_OR_URL",
         help="path or URL of the pixi-pack .pyz to embed with --create-executable (URL may end in #sha256=<hex>)",
+    )
+    parser.add_argument(
+        "--from-prefix",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="pack the conda environment installed at PATH (its conda-meta records) instead of a lockfile",
+    )
+    parser.add_argument(
+        "--pkgs-dir",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="with --from-prefix: a folder of package archives to look in first (repeatable); then "
+        "$CONDA_PKGS_DIRS, <root>/pkgs and ~/.conda/pkgs, then each record's URL",
     )
     parser.add_argument(
         "--sbom",

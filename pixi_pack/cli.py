@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import logging
 import os
 import signal
@@ -76,8 +77,18 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
     from pixi_pack.lock.config import load_config
     from pixi_pack.lock.lockfile import resolve_platform
 
-    platform = args.platform or current_subdir()
-    subdir = resolve_platform(args.manifest_path, args.environment, platform)
+    if args.from_prefix is not None:
+        if args.manifest_path is not None:
+            msg = "--from-prefix packs an installed environment: leave out the manifest path"
+            raise PixiPackError(msg)
+        platform = args.platform or ""
+        subdir = platform or _prefix_platform(args.from_prefix)
+    else:
+        if args.pkgs_dir:
+            msg = "--pkgs-dir goes with --from-prefix"
+            raise PixiPackError(msg)
+        platform = args.platform or current_subdir()
+        subdir = resolve_platform(args.manifest_path or Path.cwd(), args.environment, platform)
     if args.pixi_unpack_source and not args.create_executable:
         msg = "--pixi-unpack-source requires --create-executable"
         raise PixiPackError(msg)
@@ -98,7 +109,7 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
     else:
         output = Path.cwd() / DEFAULT_OUTPUT_FILE
     return PackOptions(
-        manifest_path=args.manifest_path,
+        manifest_path=args.manifest_path or Path.cwd(),
         output=output,
         platform=platform,
         environment=args.environment,
@@ -110,7 +121,33 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
         cache_dir=args.use_cache,
         config=load_config(args.config, args.auth_file),
         list_contents=args.sbom is not None,
+        from_prefix=args.from_prefix,
+        package_dirs=_package_dirs(args.pkgs_dir, args.from_prefix) if args.from_prefix else (),
     )
+
+
+def _package_dirs(given: Sequence[Path], prefix: Path) -> tuple[Path, ...]:
+    """Where conda keeps package archives, after the folders given: ``$CONDA_PKGS_DIRS``, the
+    installation's ``pkgs`` (``<root>/envs/<name>`` -> ``<root>/pkgs``), ``~/.conda/pkgs``."""
+    configured = [Path(p) for p in os.environ.get("CONDA_PKGS_DIRS", "").split(",") if p.strip()]
+    prefix = prefix.absolute()
+    root = prefix.parent.parent if prefix.parent.name == "envs" else prefix
+    folders = [*given, *configured, root / "pkgs", Path.home() / ".conda" / "pkgs"]
+    return tuple(dict.fromkeys(folders))
+
+
+def _prefix_platform(prefix: Path) -> str:
+    """The platform the records of ``prefix`` are for, to name the default output (``.sh`` or ``.ps1``)."""
+    from pixi_pack.platforms import KNOWN_SUBDIRS
+
+    for path in sorted((prefix / "conda-meta").glob("*.json")):
+        try:
+            subdir = json.loads(path.read_text(encoding="utf-8")).get("subdir")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if subdir in KNOWN_SUBDIRS and subdir != "noarch":
+            return str(subdir)
+    return current_subdir()
 
 
 def _check_executable_name(output: Path, subdir: str) -> None:

@@ -44,6 +44,8 @@ class CondaPackage:
     """The channel subdir it belongs in (``noarch`` included)."""
     record: Mapping[str, Any]
     """Its repodata record: name, version, build, build_number, depends, hashes, ... (no ``fn``/``url``)."""
+    origin: str | None = None
+    """Where it is published, when it is fetched from elsewhere (a package cache): its record's URL."""
 
     @property
     def name(self) -> str:
@@ -151,6 +153,10 @@ class PackOptions:
     config: MirrorConfig = field(default_factory=MirrorConfig)
     list_contents: bool = False
     """Read what was packed back, and return it (``--sbom``)."""
+    from_prefix: Path | None = None
+    """Pack the environment installed here instead of a lockfile's (``platform`` ``""``: its records')."""
+    package_dirs: tuple[Path, ...] = ()
+    """With ``from_prefix``: the folders to find its archives in, in order."""
 
 
 @dataclass(frozen=True)

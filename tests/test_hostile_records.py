@@ -50,6 +50,7 @@ def _select(path: Path) -> None:
     [
         (f"  sha256: {SHA}\n  file_name: ../../x.conda\n", URL, "file_name"),
         (f"  sha256: {SHA}\n  subdir: ../..\n", URL, "subdir"),
+        (f"  sha256: {SHA}\n  subdir: true\n", URL, "subdir"),
         (f"  sha256: {SHA}\n", "https://example.invalid/linux-64/..%2F..%2Fx-1-0.conda", "file_name"),
         (
             f"  sha256: {SHA}\n  name: x\n  version: '1'\n  build: '0'\n  subdir: linux-64\n",

@@ -9,6 +9,7 @@ instead; a new command in the README that is in neither place fails the test.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from pixi_pack.platforms import current_subdir
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
+rattler = pytest.importorskip("rattler")
 pytestmark = pytest.mark.skipif(current_subdir() != "linux-64", reason="the README's examples pack linux-64")
 
 NOT_RUN = {
@@ -72,6 +74,19 @@ def project(tmp_path_factory: pytest.TempPathFactory, channel: Channel) -> Path:
     shutil.copy2(wheel.path, folder / wheel.path.name)
     (folder / "dist").mkdir()
     (folder / "dist" / "pixi-pack.pyz").symlink_to(zipapp_path())
+    # An installed environment for --from-prefix, and a folder of its archives.
+    prefix_records = []
+    for package in channel.packages.values():
+        record = asyncio.run(rattler.RepoDataRecord.from_package_archive(package.path))
+        record.md5 = bytes.fromhex(package.md5)
+        prefix_records.append(rattler.RepoDataRecord(record, package.file_name, package.url(url), f"{url}/"))
+        (folder / "pkgs").mkdir(exist_ok=True)
+        shutil.copy2(package.path, folder / "pkgs" / package.file_name)
+    asyncio.run(
+        rattler.install(
+            prefix_records, folder / "installed" / "env", cache_dir=base / "cache", show_progress=False
+        )
+    )
     # The pack the README's later sections start from.
     assert pack_main([str(folder), "-p", "linux-64", "-o", str(folder / "environment.tar")]) == 0
     return folder

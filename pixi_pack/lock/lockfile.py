@@ -202,7 +202,7 @@ def select_environment(
         elif "conda" in ref:
             record = index.find("conda", ref)
             if _is_archive(str(ref["conda"])):
-                conda.append(_conda_package(str(ref["conda"]), record, lockfile_dir))
+                conda.append(conda_package(str(ref["conda"]), record, lockfile_dir))
             else:
                 sources.append(str(record.get("name", ref["conda"])))
         elif "pypi" in ref:
@@ -317,7 +317,16 @@ def _build_number_of(build: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _conda_package(location: str, lock_record: Mapping[str, Any], lockfile_dir: Path) -> CondaPackage:
+def conda_package(
+    location: str, lock_record: Mapping[str, Any], lockfile_dir: Path, *, source: str | None = None
+) -> CondaPackage:
+    """A checked :class:`CondaPackage` from a record as a lockfile (or an installed prefix) keeps it.
+
+    What the record lacks is derived as rattler does: name, version and build from the file name, the
+    subdir from the URL, ``noarch``, ``platform`` and ``arch`` from the subdir. ``source`` names the
+    record in errors (default: the lockfile and the location).
+    """
+    where = source or f"lockfile record for {location}"
     file_name = str(lock_record.get("file_name") or lock_record.get("fn") or _file_name(location))
     derived = _split_archive_name(_file_name(location)) or _split_archive_name(file_name)
     record: dict[str, Any] = {k: lock_record[k] for k in _RECORD_FIELDS if lock_record.get(k) is not None}
@@ -327,19 +336,19 @@ def _conda_package(location: str, lock_record: Mapping[str, Any], lockfile_dir: 
         record.setdefault("build", derived[2])
     for key in ("name", "version", "build"):
         if key not in record:
-            msg = f"lockfile record for {location} has no {key} and its file name does not tell"
+            msg = f"{where} has no {key} and its file name does not tell"
             raise LockfileError(msg)
         record[key] = str(record[key])
     derived_subdir = _derived_subdir(location)
     subdir = record.get("subdir") or derived_subdir
     if not subdir:
-        msg = f"lockfile record for {location} has no subdir"
+        msg = f"{where} has no subdir"
         raise LockfileError(msg)
     record["subdir"] = subdir
     record.setdefault("build_number", _build_number_of(record["build"]))
     if "noarch" not in record and (derived_subdir or subdir) == "noarch":
         record["noarch"] = "python" if "py" in record["build"] else "generic"
-    if subdir != "noarch" and "-" in subdir:
+    if isinstance(subdir, str) and subdir != "noarch" and "-" in subdir:  # else check_record refuses it
         os_name, _, arch = subdir.partition("-")
         record.setdefault("platform", os_name)
         if arch in ARCH_OF_SUBDIR:
@@ -349,7 +358,7 @@ def _conda_package(location: str, lock_record: Mapping[str, Any], lockfile_dir: 
         check_conda_file_name(file_name)
         record = check_record(record)
     except RecordError as exc:
-        msg = f"{lockfile_dir / LOCKFILE_NAME}: the package {location}: {exc}"
+        msg = f"{source or f'{lockfile_dir / LOCKFILE_NAME}: the package {location}'}: {exc}"
         raise LockfileError(msg) from exc
     return CondaPackage(resolve_location(location, lockfile_dir), file_name, str(record["subdir"]), record)
 
@@ -403,7 +412,7 @@ def _select_legacy(
             record["depends"] = [
                 f"{name} {spec}".strip() for name, spec in (entry.get("dependencies") or {}).items()
             ]
-            conda.append(_conda_package(location, record, lockfile_dir))
+            conda.append(conda_package(location, record, lockfile_dir))
         else:
             pypi.append(_pypi_package(location, entry, lockfile_dir))
     channels = tuple(_channel_url(c) for c in metadata.get("channels") or ())

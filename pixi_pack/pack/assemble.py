@@ -34,19 +34,15 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
     What a killed earlier run left beside the output (its temporary folder and file, named after its
     process) is removed first.
     """
-    lockfile = find_lockfile(options.manifest_path)
-    data = load_lockfile(lockfile)
-    subdir = platform_subdir(data, options.platform)
-    manifest = load_manifest(options.manifest_path)
-    try:
-        env = select_environment(data, options.environment, options.platform, lockfile.parent)
-    except EnvironmentNotFoundError as exc:
-        if manifest is not None and options.environment in manifest.environments:
-            msg = f"{exc}; {manifest.path.name} defines it, so pixi.lock looks out of date: run `pixi lock`"
-            raise LockfileError(msg) from exc
-        raise
-    if manifest is not None:
-        _warn_if_stale(manifest, env, subdir)
+    if options.from_prefix is not None:
+        from pixi_pack.pack.from_prefix import environment_from_prefix
+
+        env = environment_from_prefix(
+            options.from_prefix, platform=options.platform or None, package_dirs=options.package_dirs
+        )
+        subdir = env.platform
+    else:
+        env, subdir = _locked_environment(options)
     conda, wheels = _select_packages(env, options, subdir)
     _check_output(options, stdout)
     files = pack_files(conda, wheels)
@@ -103,6 +99,24 @@ def _reader_of(output: Path, pyz: Path | None) -> PackReader:
     located = sh_payload_args(output)
     assert located is not None  # written just now
     return PackReader(output, int(located[1]), int(located[3]))
+
+
+def _locked_environment(options: PackOptions) -> tuple[LockedEnvironment, str]:
+    """The environment of the lockfile beside the manifest, checked against the manifest."""
+    lockfile = find_lockfile(options.manifest_path)
+    data = load_lockfile(lockfile)
+    subdir = platform_subdir(data, options.platform)
+    manifest = load_manifest(options.manifest_path)
+    try:
+        env = select_environment(data, options.environment, options.platform, lockfile.parent)
+    except EnvironmentNotFoundError as exc:
+        if manifest is not None and options.environment in manifest.environments:
+            msg = f"{exc}; {manifest.path.name} defines it, so pixi.lock looks out of date: run `pixi lock`"
+            raise LockfileError(msg) from exc
+        raise
+    if manifest is not None:
+        _warn_if_stale(manifest, env, subdir)
+    return env, subdir
 
 
 WORKDIR_TAG = "pixi-pack"

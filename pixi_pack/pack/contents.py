@@ -80,7 +80,9 @@ class Metadata:
     def __init__(self, conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage], subdir: str) -> None:
         self._wheel_names = [w.file_name for w in wheels]
         self._conda_urls = {
-            f"{p.subdir}/{p.file_name}": url for p in conda if (url := public_url(p.location)) is not None
+            f"{p.subdir}/{p.file_name}": url
+            for p in conda
+            if (url := public_url(p.origin or p.location)) is not None
         }
         self._fixed = {
             f"{CHANNEL_DIR}/{repodata_subdir}/{REPODATA_FILE}": text.encode()
