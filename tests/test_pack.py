@@ -102,7 +102,11 @@ def test_pack_is_byte_identical_twice_and_uses_the_cache(
     downloads = len(http_server.requests)
     assert downloads == 3
     assert (cache / "linux-64" / "hello-1.2.3-h0_0.conda").is_file()
+    # Backup tools skip a tagged cache (https://bford.info/cachedir/), as upstream 0.7.10 tags it.
+    assert (cache / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55\n")
+    (cache / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n# mine\n")
     assert pack_main([str(project), "-p", "linux-64", "-o", str(second), "--use-cache", str(cache)]) == 0
+    assert (cache / "CACHEDIR.TAG").read_text().endswith("# mine\n")  # an existing tag is left alone
     assert len(http_server.requests) == downloads  # everything came from the cache
     assert first.read_bytes() == second.read_bytes()
 

@@ -118,6 +118,8 @@ class Fetcher:
     def __init__(self, config: MirrorConfig | None = None, cache_dir: Path | None = None) -> None:
         self._config = config or MirrorConfig()
         self._cache_dir = cache_dir
+        if cache_dir is not None:
+            _tag_cache(cache_dir)
         self._auth = load_auth_file(self._config.auth_file)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = f"pixi-pack/{__version__} (Python)"
@@ -392,6 +394,29 @@ def _copy_to_slot(
         on_bytes(slot.size)
     check_digests(digests, what=what, sha256=expected.sha256, md5=expected.md5, size=slot.size)
     return digests
+
+
+#: The standard cache directory tag (https://bford.info/cachedir/): backup tools skip the folder.
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by pixi-pack.\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+
+
+def _tag_cache(cache_dir: Path) -> None:
+    """Create ``cache_dir`` with its ``CACHEDIR.TAG``, unless it has one; a failure only warns."""
+    tag = cache_dir / "CACHEDIR.TAG"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tag, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        logger.warning("could not tag the cache %s: %s", cache_dir, exc.strerror or exc)
+        return
+    with open(fd, "w", encoding="ascii") as out:
+        out.write(CACHEDIR_TAG)
 
 
 def _store(source: Path | Slot, destination: Path) -> None:
