@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from pixi_pack.errors import PixiPackError
-from pixi_pack.lock.matchspec import is_virtual, parse_spec
-from pixi_pack.lock.version import VersionOrder, compare_versions, parse_version, parse_version_spec
+from pixi_pack.formats.matchspec import is_virtual, parse_spec
+from pixi_pack.formats.version import VersionOrder, compare_versions, parse_version, parse_version_spec
 
 # conda's VersionOrder docstring (conda/models/version.py), one version per line: "<" or "==" relates it
 # to the line before. conda lists "0.4 < 0.4.0" but compares them equal, as rattler does.

@@ -157,7 +157,7 @@ _NAME_END = re.compile(r"[\s><=!~;\[]")
 def dependency_name(spec: str) -> str:
     """The lower-cased package name a dependency string starts with, scanned as rattler's sort does.
 
-    Unlike :func:`pixi_pack.lock.matchspec.parse_spec` it never fails, so a dependency pixi-pack cannot
+    Unlike :func:`pixi_pack.formats.matchspec.parse_spec` it never fails, so a dependency pixi-pack cannot
     parse still orders the install (and installing needs no MatchSpec parser).
     """
     match = _NAME_END.search(spec)

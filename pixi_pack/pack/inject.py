@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from pixi_pack.errors import ArchiveError, MissingMemberError, PixiPackError
+from pixi_pack.formats.matchspec import MatchSpec, parse_spec
 from pixi_pack.formats.package import read_info
 from pixi_pack.io.hashing import hash_file
-from pixi_pack.lock.matchspec import MatchSpec, parse_spec
 from pixi_pack.models import CondaPackage
 from pixi_pack.platforms import subdir_of
 

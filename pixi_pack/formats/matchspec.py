@@ -1,7 +1,7 @@
 """Conda MatchSpecs, as far as ``depends`` and ``constrains`` need them: ``numpy >=1.26,<2 py312*``.
 
 Follows rattler's lenient parser (what pixi and the original pixi-pack use); the version part is
-:mod:`pixi_pack.lock.version`'s grammar.
+:mod:`pixi_pack.formats.version`'s grammar.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pixi_pack.errors import PixiPackError
-from pixi_pack.lock.version import EPOCH, ORDERINGS, VersionSpec, parse_version_spec
+from pixi_pack.formats.version import EPOCH, ORDERINGS, VersionSpec, parse_version_spec
 
 StringPredicate = Callable[[str], bool]
 
