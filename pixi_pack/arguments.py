@@ -153,6 +153,16 @@ def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
         help=f"shell of the activation script: {', '.join(sorted(SHELLS))} "
         f"(default: {default_shell(current_subdir())} here: bash on Unix, cmd on Windows)",
     )
+    parser.add_argument(
+        "--ignore-platform",
+        action="store_true",
+        help="unpack a pack made for another platform (e.g. to build an image for it), with a warning",
+    )
+    parser.add_argument(
+        "--ignore-virtual-packages",
+        action="store_true",
+        help="do not check that this host has the __glibc, __osx, ... versions the packages need",
+    )
     review = parser.add_argument_group("looking into a pack without installing it (nothing is written)")
     review.add_argument(
         "--list",

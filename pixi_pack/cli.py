@@ -216,6 +216,8 @@ def _unpack(args: argparse.Namespace) -> None:
         payload_offset=args.payload_offset,
         payload_length=args.payload_length,
         payload_sha256=args.payload_sha256,
+        ignore_platform=args.ignore_platform,
+        ignore_virtual_packages=args.ignore_virtual_packages,
     )
     if args.json and not args.list:
         msg = "--json goes with --list"

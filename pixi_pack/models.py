@@ -176,6 +176,10 @@ class UnpackOptions:
     payload_sha256: str | None = None
     """If given, the tar's bytes are checked against it before the environment moves into place (they are
     hashed while it is built, and the packages are then not hashed one by one)."""
+    ignore_platform: bool = False
+    """Unpack a pack made for another platform (with a warning) instead of refusing it."""
+    ignore_virtual_packages: bool = False
+    """Skip the check that this host has the virtual packages (``__glibc`` ...) the packages need."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import threading
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
@@ -39,6 +40,7 @@ from pixi_pack.formats.channel import parse_metadata, parse_pypi_sha256
 from pixi_pack.formats.listing import pack_packages, wheel_names
 from pixi_pack.install.activate import write_activation_script
 from pixi_pack.install.link import install_packages
+from pixi_pack.install.preflight import check_free_space, check_virtual_packages, installed_size, this_host
 from pixi_pack.io import tempfiles
 from pixi_pack.io.hashing import Digests, check_digests, hash_file_range, hash_stream
 from pixi_pack.io.zstd import Decompressor
@@ -106,9 +108,15 @@ def _unpack_into(
     path = _pack_path(options, output_dir, cleanup, run.stdin)
     with _payload_checked(path, options):
         reader = PackReader(path, options.payload_offset, options.payload_length)
-        platform = _check_metadata(reader)
+        platform = _check_metadata(reader, ignore_platform=options.ignore_platform)
         packages = collect_packages(reader)
         wheels = wheel_names(reader)
+        if not options.ignore_virtual_packages:
+            check_virtual_packages(packages, this_host())
+        check_free_space(
+            output_dir,
+            installed_size(packages, zstd=run.zstd, wheel_sizes=lambda: _wheel_bytes(reader, wheels)),
+        )
         wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
         if wheels or wheel_sha256:
             # Only then: pypa/installer takes longer to import than a small environment to unpack.
@@ -249,16 +257,38 @@ def _payload_mismatch(hashing: Future[Digests], path: Path, sha256: str, length:
     return None
 
 
-def _check_metadata(reader: PackReader) -> str:
+def _check_metadata(reader: PackReader, *, ignore_platform: bool) -> str:
     metadata = parse_metadata(reader.read_text(METADATA_FILE))
     here = current_subdir()
     if metadata.platform != here:
+        if ignore_platform:
+            logger.warning(
+                "the pack is for %s and this machine is %s: unpacking it anyway (--ignore-platform); "
+                "it will run on %s",
+                metadata.platform,
+                here,
+                metadata.platform,
+            )
+            return metadata.platform
         msg = (
             f"the pack is for {metadata.platform} but this machine is {here}: "
-            f"create the pack with `pixi-pack --platform {here}`"
+            f"create the pack with `pixi-pack --platform {here}`, or pass --ignore-platform to unpack it "
+            f"for another machine"
         )
         raise PixiPackError(msg)
     return metadata.platform
+
+
+def _wheel_bytes(reader: PackReader, names: Sequence[str]) -> int:
+    """What the wheels take once installed, from their zip directories."""
+    total = 0
+    for name in names:
+        try:
+            with reader.open(name) as stream, zipfile.ZipFile(stream) as archive:
+                total += sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            continue  # verify_wheels and the install say what is wrong with it
+    return total
 
 
 def collect_packages(reader: PackReader) -> list[PackageSource]:
