@@ -88,12 +88,14 @@ def test_no_room_is_refused_before_anything_is_written(
 ) -> None:
     tar = _pack(tmp_path, [])
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: usage(10_000, 9_999, 1))
+    monkeypatch.setattr("pixi_pack.install.preflight.shutil.disk_usage", lambda path: usage(10_000, 9_999, 1))
     out = tmp_path / "out"
     assert unpack_main([str(tar), "-o", str(out)]) == 1
     assert "error: the environment needs 2 B, and " in capsys.readouterr().err
     assert not out.exists()
-    monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
+    monkeypatch.setattr(
+        "pixi_pack.install.preflight.shutil.disk_usage", lambda path: usage(10**12, 0, 10**12)
+    )
     assert unpack_main([str(tar), "-o", str(out)]) == 0
 
 
