@@ -187,3 +187,97 @@ def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
     parser.add_argument("--payload-sha256", default=None, help=argparse.SUPPRESS)
     _add_verbosity(parser)
     return parser
+
+
+COMPLETION_SHELLS = ("bash", "zsh", "fish", "powershell")
+
+
+def completion_parser(prog: str) -> argparse.ArgumentParser:
+    """``<prog> completion -s SHELL``: print a completion script, as upstream's clap ``completion``."""
+    parser = argparse.ArgumentParser(
+        prog=f"{prog} completion", description=f"Print a script that completes {prog}'s options."
+    )
+    parser.add_argument(
+        "-s",
+        "--shell",
+        required=True,
+        choices=COMPLETION_SHELLS,
+        metavar="SHELL",
+        help=", ".join(COMPLETION_SHELLS),
+    )
+    return parser
+
+
+def _options(parser: argparse.ArgumentParser) -> list[tuple[list[str], str, list[str] | None, bool]]:
+    """Each visible option: its flags, its help, its choices, and whether it takes a value."""
+    found = []
+    for action in parser._actions:  # argparse has no public listing of its actions
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        choices = [str(c) for c in action.choices] if action.choices else None
+        takes_value = action.nargs != 0
+        found.append((list(action.option_strings), str(action.help or ""), choices, takes_value))
+    return found
+
+
+def completion_script(parser: argparse.ArgumentParser, shell: str, command: str) -> str:
+    """A completion script of ``parser``'s options for ``command`` in ``shell``'s language."""
+    options = _options(parser)
+    function = "_" + "".join(c if c.isalnum() else "_" for c in command)
+    if shell in ("bash", "zsh"):
+        words = " ".join(flag for flags, _, _, _ in options for flag in flags)
+        cases = [
+            f"        {'|'.join(flags)}) COMPREPLY=($(compgen -W '{' '.join(choices)}' -- \"$cur\")); return ;;"
+            for flags, _, choices, _ in options
+            if choices
+        ]
+        with_values = [
+            flag for flags, _, choices, value in options if value and not choices for flag in flags
+        ]
+        if with_values:
+            cases.append(f'        {"|".join(with_values)}) COMPREPLY=($(compgen -f -- "$cur")); return ;;')
+        lines = [
+            f"{function}() {{",
+            '    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"',
+            '    case "$prev" in',
+            *cases,
+            "    esac",
+            '    if [[ "$cur" == -* ]]; then',
+            f"        COMPREPLY=($(compgen -W '{words}' -- \"$cur\"))",
+            "    else",
+            '        COMPREPLY=($(compgen -f -- "$cur"))',
+            "    fi",
+            "}",
+            f"complete -o filenames -F {function} {command}",
+        ]
+        if shell == "zsh":  # zsh runs bash completions through bashcompinit, which needs compinit
+            lines = [
+                "(( $+functions[compdef] )) || { autoload -U +X compinit && compinit; }",
+                "autoload -U +X bashcompinit && bashcompinit",
+                *lines,
+            ]
+        return "\n".join(lines) + "\n"
+    if shell == "fish":
+        lines = []
+        for flags, help_text, choices, value in options:
+            parts = [f"complete -c {command}"]
+            parts += [f"-s {f[1:]}" for f in flags if len(f) == 2]
+            parts += [f"-l {f[2:]}" for f in flags if f.startswith("--")]
+            if value:
+                parts.append(f"-x -a '{' '.join(choices)}'" if choices else "-r -F")
+            parts.append("-d " + _single_quoted(help_text.split(" (")[0]))
+            lines.append(" ".join(parts))
+        return "\n".join(lines) + "\n"
+    words = ", ".join(f"'{flag}'" for flags, _, _, _ in options for flag in flags)
+    return (
+        f"Register-ArgumentCompleter -Native -CommandName '{command}' -ScriptBlock {{\n"
+        "    param($wordToComplete, $commandAst, $cursorPosition)\n"
+        f'    @({words}) | Where-Object {{ $_ -like "$wordToComplete*" }} | ForEach-Object {{\n'
+        "        [System.Management.Automation.CompletionResult]::new($_, $_, 'ParameterName', $_)\n"
+        "    }\n"
+        "}\n"
+    )
+
+
+def _single_quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

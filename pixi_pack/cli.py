@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pixi_pack import __version__
-from pixi_pack.arguments import build_pack_parser, build_unpack_parser
+from pixi_pack.arguments import build_pack_parser, build_unpack_parser, completion_parser, completion_script
 from pixi_pack.errors import PixiPackError
 from pixi_pack.models import DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
 from pixi_pack.platforms import current_subdir, is_windows
@@ -285,15 +285,28 @@ def tuned_interpreter() -> Iterator[None]:
             gc.enable()
 
 
+def _completion(parser: argparse.ArgumentParser, argv: Sequence[str], command: str) -> int:
+    """``completion -s SHELL``: the completion script of ``parser`` on stdout."""
+    args = completion_parser(command).parse_args(argv)
+    sys.stdout.write(completion_script(parser, args.shell, command))
+    return 0
+
+
 def pack_main(argv: Sequence[str] | None = None, prog: str = "pixi-pack") -> int:
-    """Entry point of ``pixi-pack``."""
+    """Entry point of ``pixi-pack``; ``pixi-pack completion -s SHELL`` prints a completion script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["completion"]:  # the word alone: a manifest folder named completion-dir/ still packs
+        return _completion(build_pack_parser(prog), argv[1:], prog)
     args = build_pack_parser(prog).parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     return _run(_pack, args)
 
 
 def unpack_main(argv: Sequence[str] | None = None, prog: str = "pixi-unpack") -> int:
-    """Entry point of ``pixi-unpack``."""
+    """Entry point of ``pixi-unpack``; ``pixi-unpack completion -s SHELL`` prints a completion script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["completion"]:
+        return _completion(build_unpack_parser(prog), argv[1:], prog)
     args = build_unpack_parser(prog).parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     return _run(_unpack, args)

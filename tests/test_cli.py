@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pty
 import re
@@ -11,10 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Channel
+from lockfiles import conda, write_lock
 from test_zipapp import zipapp_path
 
 from pixi_pack.arguments import build_pack_parser, build_unpack_parser
-from pixi_pack.cli import _check_executable_name
+from pixi_pack.cli import _check_executable_name, pack_main, unpack_main
 from pixi_pack.errors import PixiPackError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,3 +156,69 @@ def test_make_demo_installs_only_the_runtime(tmp_path: Path) -> None:
         ["make", "-n", "test", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert "pip install --quiet -e '.[dev]'" in test.stdout
+
+
+def _completion(command: str, shell: str) -> str:
+    main = pack_main if command == "pixi-pack" else unpack_main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["completion", "-s", shell], prog=command) == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("command", "words", "expected"),
+    [
+        ("pixi-pack", ["--env"], "--environment"),
+        ("pixi-pack", ["--from-p"], "--from-prefix"),
+        ("pixi-unpack", ["-s", "fi"], "fish"),
+        ("pixi-unpack", ["--verify"], "--verify-only"),
+    ],
+)
+def test_bash_completion_completes(command: str, words: list[str], expected: str, tmp_path: Path) -> None:
+    script = tmp_path / "completion.bash"
+    script.write_text(_completion(command, "bash"))
+    function = "_" + command.replace("-", "_")
+    line = " ".join([command, *words])
+    probe = (
+        f"source {script}; complete -p {command} >/dev/null || exit 3; "
+        f"COMP_WORDS=({line}); COMP_CWORD={len(words)}; {function}; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+    )
+    result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh not installed")
+def test_zsh_completion_registers(tmp_path: Path) -> None:
+    script = tmp_path / "completion.zsh"
+    script.write_text(_completion("pixi-pack", "zsh"))
+    probe = f"source {script} && (( $+functions[_pixi_pack] )) && echo registered"
+    result = subprocess.run(["zsh", "-f", "-c", probe], capture_output=True, text=True, check=False)
+    assert result.stdout.strip() == "registered", result.stderr
+
+
+def test_fish_and_powershell_completions_list_every_option() -> None:
+    fish = _completion("pixi-unpack", "fish").splitlines()
+    assert all(line.startswith("complete -c pixi-unpack ") for line in fish)
+    assert any("-s o -l output-directory -r -F" in line for line in fish)
+    assert any("-l shell -x -a 'bash cmd dash fish" in line for line in fish)
+    powershell = _completion("pixi-pack", "powershell")
+    assert powershell.startswith("Register-ArgumentCompleter -Native -CommandName 'pixi-pack'")
+    assert "'--environment'" in powershell and "'--inject'" in powershell
+    with pytest.raises(SystemExit):
+        pack_main(["completion", "-s", "tcsh"])
+
+
+def test_a_manifest_folder_named_like_the_subcommand_still_packs(
+    tmp_path: Path, served_channel: str, channel: Channel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "completion-dir"
+    write_lock(
+        folder / "pixi.lock",
+        {"default": {"linux-64": [conda(p, served_channel) for p in channel.packages.values()]}},
+        [served_channel],
+    )
+    monkeypatch.chdir(tmp_path)
+    assert pack_main(["completion-dir/", "-p", "linux-64", "-o", str(tmp_path / "out.tar")]) == 0
+    assert (tmp_path / "out.tar").is_file()

@@ -144,18 +144,28 @@ def installed_size(
 
 #: Room kept free beyond the files' sizes: folders, conda-meta, the file system's own blocks.
 _MARGIN = 1.05
+#: Free space above this many times the packed size needs no closer look: conda packages expand by
+#: 2-6x. Below it, every package's ``info/`` is read to add up its ``paths.json`` sizes.
+PLENTY = 20
 
 
-def check_free_space(output_dir: Path, needed: int) -> None:
-    """Refuse when the file system of ``output_dir`` has less free space than ``needed`` (plus a margin)."""
+def check_free_space(output_dir: Path, packed: int, needed: Callable[[], int]) -> None:
+    """Refuse when the file system of ``output_dir`` has less free space than the environment needs.
+
+    ``packed`` is the packages' size in the pack; ``needed()`` their installed size, asked for only
+    when the free space is not plainly enough (reading it costs a pass over every package's ``info/``).
+    """
     try:
         free = shutil.disk_usage(output_dir).free
     except OSError as exc:
         logger.debug("could not tell the free space of %s: %s", output_dir, exc)
         return
-    if free < needed * _MARGIN:
+    if free >= packed * PLENTY:
+        return
+    size = needed()
+    if free < size * _MARGIN:
         msg = (
-            f"the environment needs {human_bytes(needed)}, and {output_dir} has {human_bytes(free)} free: "
+            f"the environment needs {human_bytes(size)}, and {output_dir} has {human_bytes(free)} free: "
             f"free some space or unpack elsewhere (nothing was written)"
         )
         raise PreflightError(msg)

@@ -115,7 +115,8 @@ def _unpack_into(
             check_virtual_packages(packages, this_host())
         check_free_space(
             output_dir,
-            installed_size(packages, zstd=run.zstd, wheel_sizes=lambda: _wheel_bytes(reader, wheels)),
+            sum(int(str(p.record.get("size") or 0)) for p in packages) + sum(reader.size(w) for w in wheels),
+            lambda: installed_size(packages, zstd=run.zstd, wheel_sizes=lambda: _wheel_bytes(reader, wheels)),
         )
         wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
         if wheels or wheel_sha256:
