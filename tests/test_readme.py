@@ -1,10 +1,11 @@
 """Every command the README shows works, run as a new user would type it.
 
-The shell blocks are read from README.md itself. Each runs with ``sh -e`` in a fresh copy of a project
-that has what the README assumes: a ``pixi.toml`` and ``pixi.lock`` with ``default`` and ``prod``
-environments, the files it injects, ``dist/pixi-pack.pyz``, and ``pixi-pack``/``pixi-unpack`` on PATH.
-A command that cannot run here is listed in ``NOT_RUN`` with the reason and the test that covers it
-instead; a new command in the README that is in neither place fails the test.
+The shell blocks are read from README.md itself. Each runs with ``bash -e`` in a fresh copy of a
+project that has what the README assumes: a ``pixi.toml`` and ``pixi.lock`` with ``default`` and
+``prod`` environments, the files it injects, an installed environment, ``dist/pixi-pack.pyz``, and
+``pixi-pack``/``pixi-unpack`` on PATH. A command that cannot run here is listed in ``NOT_RUN`` with the
+reason and the test that covers it instead; a new command in the README that is in neither place
+fails the test.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ NOT_RUN = {
     "pip install .": "Makefile's venv does it (pip install -e .)",
     "micromamba create -p ./env --file environment.yml": "micromamba cannot be installed here",
     "conda env create -p ./env --file environment.yml": "conda cannot be installed here",
+    "pixi-unpack completion -s powershell | Out-String | Invoke-Expression": "PowerShell cannot be installed here "
+    "(tests/test_cli.py checks the script)",
+    "source <(pixi-unpack completion -s zsh)": "zsh's syntax (tests/test_cli.py sources it in zsh)",
 }
 #: Spelled out for a reader, made concrete to run: the ellipsis, and a folder this test may create.
 CONCRETE = {"python dist/pixi-pack.pyz pack …": "python dist/pixi-pack.pyz pack --help"}
@@ -127,8 +131,9 @@ def test_readme_block_runs(index: int, project: Path, tmp_path: Path) -> None:
         "TMPDIR": str(tmp_path),
         "SHIV_ROOT": str(tmp_path / "shiv"),
     }
+    (tmp_path / "home" / ".config" / "fish" / "completions").mkdir(parents=True)  # as fish makes it
     result = subprocess.run(
-        ["sh", "-e", "-x", "-c", script], cwd=work, env=env, capture_output=True, text=True, check=False
+        ["bash", "-e", "-x", "-c", script], cwd=work, env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, f"{script}\n---\n{result.stderr}"
     assert "Traceback" not in result.stderr
