@@ -13,7 +13,7 @@ from lockfiles import conda, write_lock
 
 from pixi_pack.cli import pack_main
 from pixi_pack.errors import LockfileError
-from pixi_pack.lock.manifest import manifest_from, parse_manifest, selector_matches, unlocked
+from pixi_pack.lock.manifest import activation_of, manifest_from, parse_manifest, selector_matches, unlocked
 from pixi_pack.models import CondaPackage, LockedEnvironment, PypiPackage
 
 PIXI_TOML = Path("/project/pixi.toml")
@@ -178,6 +178,9 @@ _toml_values: st.SearchStrategy[object] = st.recursive(
                     "environments",
                     "features",
                     "no-default-feature",
+                    "activation",
+                    "env",
+                    "scripts",
                     "linux-64",
                     "unix",
                     "x",
@@ -195,7 +198,16 @@ _toml_values: st.SearchStrategy[object] = st.recursive(
 @given(
     st.dictionaries(
         st.sampled_from(
-            ["dependencies", "pypi-dependencies", "target", "feature", "environments", "project", "tool"]
+            [
+                "dependencies",
+                "pypi-dependencies",
+                "target",
+                "feature",
+                "environments",
+                "project",
+                "tool",
+                "activation",
+            ]
         ),
         _toml_values,
         max_size=5,
@@ -210,6 +222,7 @@ def test_fuzz_any_structure_is_a_manifest_or_our_error(data: dict[str, object]) 
             continue
         if found is not None:
             unlocked(found, _env(), "linux-64")
+            activation_of(found, "default", "linux-64")
 
 
 # --- end to end -----------------------------------------------------------------------------------

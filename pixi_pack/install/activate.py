@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
 from pixi_pack.errors import PixiPackError
+from pixi_pack.formats.activation import CarriedActivation, parse_activation_json
 from pixi_pack.io import tempfiles
 from pixi_pack.platforms import is_windows, path_entries
 
@@ -51,6 +52,9 @@ class Activation:
     path_separator: str
     env_vars: tuple[tuple[str, str], ...]
     scripts: tuple[str, ...]
+    """The packages' activate.d scripts, then the manifest's (``[activation] scripts``)."""
+    late_env_vars: tuple[tuple[str, str], ...] = ()
+    """The manifest's ``[activation] env``, set after every script, as pixi does."""
 
 
 def default_shell(platform: str) -> str:
@@ -96,6 +100,12 @@ def collect_activation(prefix: Path, platform: str, extension: str) -> Activatio
         for name in _sorted_files(prefix / "etc" / "conda" / "activate.d")
         if name.rpartition(".")[2] == extension and "." in name
     )
+    carried = _carried(prefix)
+    scripts += tuple(
+        str(native / CARRIED_DIR / script)
+        for script in carried.scripts
+        if script.rpartition(".")[2] == extension
+    )
     return Activation(
         prefix=str(native),
         path_entries=entries,
@@ -103,7 +113,25 @@ def collect_activation(prefix: Path, platform: str, extension: str) -> Activatio
         path_separator=";" if windows else ":",
         env_vars=tuple(collect_env_vars(prefix).items()),
         scripts=scripts,
+        late_env_vars=carried.env,
     )
+
+
+#: Where pixi-unpack puts the manifest's activation inside the environment.
+CARRIED_DIR = "etc/pixi-pack/activation"
+
+
+def _carried(prefix: Path) -> CarriedActivation:
+    """The manifest's activation that pixi-unpack stored in the environment (none if it has none)."""
+    path = prefix / CARRIED_DIR / "activation.json"
+    if not path.is_file():
+        return CarriedActivation()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        msg = f"could not read {path}: {exc}"
+        raise PixiPackError(msg) from exc
+    return parse_activation_json(text, str(path))
 
 
 def _native(prefix: Path, platform: str) -> PurePath:
@@ -210,6 +238,7 @@ def posix_script(activation: Activation) -> str:
     lines.append(f"export CONDA_PREFIX={sh_quote(activation.prefix)}")
     lines += [f"export {key}={_sh_value(value)}" for key, value in activation.env_vars]
     lines += [f". {sh_quote(script)}" for script in activation.scripts]
+    lines += [f"export {key}={_sh_value(value)}" for key, value in activation.late_env_vars]
     return "\n".join(lines) + "\n"
 
 
@@ -234,11 +263,18 @@ def fish_script(activation: Activation) -> str:
         "set -gx CONDA_SHLVL 1",
         f"set -gx CONDA_PREFIX {fish_quote(activation.prefix)}",
     ]
-    for key, value in activation.env_vars:
+    lines += _fish_vars(activation.env_vars)
+    lines += [f"source {fish_quote(script)}" for script in activation.scripts]
+    lines += _fish_vars(activation.late_env_vars)
+    return "\n".join(lines) + "\n"
+
+
+def _fish_vars(pairs: tuple[tuple[str, str], ...]) -> list[str]:
+    lines = []
+    for key, value in pairs:
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         lines.append(f'set -gx {key} "{escaped}"')
-    lines += [f"source {fish_quote(script)}" for script in activation.scripts]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 # --- cmd.exe ---------------------------------------------------------------------------------------------
@@ -261,6 +297,7 @@ def cmd_script(activation: Activation) -> str:
     ]
     lines += [f'@SET "{key}={value}"' for key, value in activation.env_vars]
     lines += [f'@CALL "{_bat_literal(script)}"' for script in activation.scripts]
+    lines += [f'@SET "{key}={value}"' for key, value in activation.late_env_vars]
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -284,8 +321,15 @@ def powershell_script(activation: Activation) -> str:
         '${Env:CONDA_SHLVL} = "1"',
         f"${{Env:CONDA_PREFIX}} = {ps_quote(activation.prefix)}",
     ]
-    for key, value in activation.env_vars:
+    lines += _ps_vars(activation.env_vars)
+    lines += [f". {ps_quote(script)}" for script in activation.scripts]
+    lines += _ps_vars(activation.late_env_vars)
+    return "\n".join(lines) + "\n"
+
+
+def _ps_vars(pairs: tuple[tuple[str, str], ...]) -> list[str]:
+    lines = []
+    for key, value in pairs:
         escaped = value.replace("`", "``").replace('"', '`"')
         lines.append(f'${{Env:{key}}} = "{escaped}"')
-    lines += [f". {ps_quote(script)}" for script in activation.scripts]
-    return "\n".join(lines) + "\n"
+    return lines

@@ -35,16 +35,20 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pixi_pack.errors import ArchiveError, IntegrityError, PixiPackError
+from pixi_pack.formats.activation import activation_json, parse_activation_json
 from pixi_pack.formats.archive import PackReader
 from pixi_pack.formats.channel import parse_metadata, parse_pypi_sha256
 from pixi_pack.formats.listing import pack_packages, wheel_names
-from pixi_pack.install.activate import write_activation_script
+from pixi_pack.install.activate import CARRIED_DIR, write_activation_script
 from pixi_pack.install.link import install_packages
 from pixi_pack.install.preflight import check_free_space, check_virtual_packages, installed_size, this_host
+from pixi_pack.install.tree import TreeWriter
 from pixi_pack.io import tempfiles
 from pixi_pack.io.hashing import Digests, check_digests, hash_file_range, hash_stream
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import (
+    ACTIVATION_DIR,
+    ACTIVATION_FILE,
     METADATA_FILE,
     PackageSource,
     UnpackOptions,
@@ -138,6 +142,7 @@ def _unpack_into(
             verify=verify,
             run=run,
         )
+        _carry_activation(reader, build_dir)
     # A new folder's mode, not mkdtemp's 0700: an environment in /opt is shared.
     build_dir.chmod(0o777 & ~tempfiles.umask())
     if prefix.is_dir():
@@ -278,6 +283,25 @@ def _check_metadata(reader: PackReader, *, ignore_platform: bool) -> str:
         )
         raise PixiPackError(msg)
     return metadata.platform
+
+
+def _carry_activation(reader: PackReader, build_dir: Path) -> None:
+    """Store the manifest's activation the pack carries in the environment, where the activation
+    scripts of every shell find it (never through a link a package made)."""
+    if not reader.exists(ACTIVATION_FILE):
+        return
+    carried = parse_activation_json(reader.read_text(ACTIVATION_FILE), ACTIVATION_FILE)
+    writer = TreeWriter(build_dir)
+    for script in carried.scripts:
+        member = f"{ACTIVATION_DIR}/{script}"
+        if not reader.exists(member):
+            msg = f"the pack is incomplete: {ACTIVATION_FILE} names {member}, which it does not hold"
+            raise ArchiveError(msg)
+        with reader.open(member) as data:
+            writer.write(f"{CARRIED_DIR}/{script}", data, 0o644, None)
+    writer.write(
+        f"{CARRIED_DIR}/activation.json", activation_json(carried.env, carried.scripts).encode(), 0o644, None
+    )
 
 
 def _wheel_bytes(reader: PackReader, names: Sequence[str]) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,27 @@ MANIFEST_NAMES = ("pixi.toml", "pyproject.toml")
 DEFAULT_FEATURE = "default"
 _CONDA_TABLE = "dependencies"
 _PYPI_TABLE = "pypi-dependencies"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The name at the start of a PEP 508 requirement (``numpy>=2; python_version > '3.9'``).
 _REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 
 
 @dataclass(frozen=True)
+class Activation:
+    """An ``[activation]`` table: variables to set and scripts to run (paths relative to the project)."""
+
+    env: tuple[tuple[str, str], ...] = ()
+    scripts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Feature:
-    """The dependencies one feature declares: ``selector -> names``, ``""`` for every platform."""
+    """What one feature declares, by selector (``""`` for every platform): its dependencies and its
+    activation."""
 
     conda: Mapping[str, frozenset[str]]
     pypi: Mapping[str, frozenset[str]]
+    activation: Mapping[str, Activation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,12 +167,25 @@ class _Reader:
     def feature(self, table: Mapping[str, Any], prefix: str, pypi_extra: frozenset[str]) -> Feature:
         conda = {"": self.names(table.get(_CONDA_TABLE, {}), f"{prefix}{_CONDA_TABLE}")}
         pypi = {"": self.names(table.get(_PYPI_TABLE, {}), f"{prefix}{_PYPI_TABLE}") | pypi_extra}
+        activation = {"": self.activation(table.get("activation", {}), f"{prefix}activation")}
         for selector, target in self.table(table.get("target", {}), f"{prefix}target").items():
             where = f"{prefix}target.{selector}"
             target = self.table(target, where)
             conda[selector] = self.names(target.get(_CONDA_TABLE, {}), f"{where}.{_CONDA_TABLE}")
             pypi[selector] = self.names(target.get(_PYPI_TABLE, {}), f"{where}.{_PYPI_TABLE}")
-        return Feature(conda, pypi)
+            activation[selector] = self.activation(target.get("activation", {}), f"{where}.activation")
+        return Feature(conda, pypi, activation)
+
+    def activation(self, value: Any, field: str) -> Activation:
+        """``{env = {NAME = "value"}, scripts = ["path", ...]}``."""
+        table = self.table(value, field)
+        env = self.table(table.get("env", {}), f"{field}.env")
+        if not all(isinstance(v, str) and _ENV_NAME.fullmatch(k) for k, v in env.items()):
+            raise self.error(f"{field}.env", "must map variable names to strings")
+        scripts = self.array(table.get("scripts", []), f"{field}.scripts")
+        if not all(isinstance(script, str) and script for script in scripts):
+            raise self.error(f"{field}.scripts", "must list script paths")
+        return Activation(tuple(env.items()), tuple(scripts))
 
     def environment(self, spec: Any, field: str) -> tuple[str, ...]:
         """``["a", "b"]`` or ``{features = [...], no-default-feature = true, solve-group = "..."}``."""
@@ -209,3 +233,20 @@ def unlocked(manifest: Manifest, env: LockedEnvironment, subdir: str) -> Unlocke
     conda = declared(f.conda for f in features) - locked_conda
     pypi = {n for n in declared(f.pypi for f in features) if normalize_project_name(n) not in locked_pypi}
     return Unlocked(tuple(sorted(conda)), tuple(sorted(pypi)))
+
+
+def activation_of(manifest: Manifest, environment: str, subdir: str) -> Activation:
+    """The activation of ``environment`` packed for ``subdir``: its features' tables in the environment's
+    order, each feature's own table before those of its matching ``[target.<selector>]``; scripts in
+    that order, a later variable replacing an earlier one of the same name."""
+    env: dict[str, str] = {}
+    scripts: list[str] = []
+    for name in manifest.environments.get(environment, ()):
+        feature = manifest.features.get(name)
+        if feature is None:
+            continue
+        for selector, activation in feature.activation.items():
+            if selector_matches(selector, subdir):
+                env.update(activation.env)
+                scripts += [s for s in activation.scripts if s not in scripts]
+    return Activation(tuple(env.items()), tuple(scripts))

@@ -17,6 +17,7 @@ from pixi_pack.io import tempfiles
 from pixi_pack.lock.lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
 from pixi_pack.lock.manifest import Manifest, load_manifest, unlocked
 from pixi_pack.models import CondaPackage, LockedEnvironment, PackOptions, PypiPackage
+from pixi_pack.pack.activation import activation_files
 from pixi_pack.pack.contents import Contents, Metadata, pack_files, start_progress
 from pixi_pack.pack.fetch import Fetcher
 from pixi_pack.pack.inplace import replacing, write_in_place
@@ -41,8 +42,10 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
             options.from_prefix, platform=options.platform or None, package_dirs=options.package_dirs
         )
         subdir = env.platform
+        extra: dict[str, bytes] = {}
     else:
-        env, subdir = _locked_environment(options)
+        env, subdir, manifest = _locked_environment(options)
+        extra = activation_files(manifest, env.name, subdir)
     conda, wheels = _select_packages(env, options, subdir)
     _check_output(options, stdout)
     files = pack_files(conda, wheels)
@@ -65,7 +68,7 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
             pyz = _find_unpacker(options, fetcher, workdir)
             contents = Contents(
                 files=files,
-                metadata=Metadata(conda, wheels, subdir),
+                metadata=Metadata(conda, wheels, subdir, extra),
                 fetcher=fetcher,
                 progress=start_progress(conda, files),
                 staging=staging,
@@ -101,7 +104,7 @@ def _reader_of(output: Path, pyz: Path | None) -> PackReader:
     return PackReader(output, int(located[1]), int(located[3]))
 
 
-def _locked_environment(options: PackOptions) -> tuple[LockedEnvironment, str]:
+def _locked_environment(options: PackOptions) -> tuple[LockedEnvironment, str, Manifest | None]:
     """The environment of the lockfile beside the manifest, checked against the manifest."""
     lockfile = find_lockfile(options.manifest_path)
     data = load_lockfile(lockfile)
@@ -116,7 +119,7 @@ def _locked_environment(options: PackOptions) -> tuple[LockedEnvironment, str]:
         raise
     if manifest is not None:
         _warn_if_stale(manifest, env, subdir)
-    return env, subdir
+    return env, subdir, manifest
 
 
 WORKDIR_TAG = "pixi-pack"

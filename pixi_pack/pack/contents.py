@@ -74,10 +74,16 @@ def pack_files(conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage]) -> 
 
 
 class Metadata:
-    """The small files of the pack, made from the lockfile: ``pixi-pack.json``, ``environment.yml`` and a
-    ``repodata.json`` per subdir."""
+    """The small files of the pack, made from the lockfile: ``pixi-pack.json``, ``environment.yml``, a
+    ``repodata.json`` per subdir, and ``extra`` ones (the manifest's activation)."""
 
-    def __init__(self, conda: Sequence[CondaPackage], wheels: Sequence[PypiPackage], subdir: str) -> None:
+    def __init__(
+        self,
+        conda: Sequence[CondaPackage],
+        wheels: Sequence[PypiPackage],
+        subdir: str,
+        extra: Mapping[str, bytes] | None = None,
+    ) -> None:
         self._wheel_names = [w.file_name for w in wheels]
         self._conda_urls = {
             f"{p.subdir}/{p.file_name}": url
@@ -89,6 +95,7 @@ class Metadata:
             for repodata_subdir, text in repodata_files(conda, subdir).items()
         }
         self._fixed[ENVIRONMENT_FILE] = environment_yml(conda, wheels).encode()
+        self._fixed.update(extra or {})
         self._metadata = PackMetadata(PACK_FORMAT_VERSION, __version__, subdir)
         if wheels and not any(p.name == "pip" for p in conda):
             logger.warning(
