@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,60 @@ def test_no_activation_inputs(tmp_path: Path) -> None:
     text = write_activation_script(tmp_path, prefix, "linux-64", "bash").read_text()
     assert text.splitlines()[-2:] == ["export CONDA_SHLVL=1", f"export CONDA_PREFIX={prefix}"]
     assert os.access(tmp_path / "activate.sh", os.R_OK)
+
+
+# --- xonsh (run for real: it is on PyPI) and nushell (no binary here: a golden file) -------------------
+
+
+def _xonsh() -> str | None:
+    found = shutil.which("xonsh") or str(Path(sys.executable).with_name("xonsh"))
+    return found if Path(found).is_file() else None
+
+
+def test_xonsh_script_runs_in_xonsh(tmp_path: Path) -> None:
+    xonsh = _xonsh()
+    if xonsh is None:
+        pytest.skip("xonsh is not installed")
+    # xonsh expands $NAME and ~ in every $PATH entry it reads, so this prefix has quotes and spaces only.
+    prefix = make_env(tmp_path, "env with space 'q\" x")
+    (prefix / "etc" / "conda" / "activate.d" / "50-x.xsh").write_text("$FROM_XSH = 'yes'\n")
+    script = write_activation_script(tmp_path, prefix, "linux-64", "xonsh")
+    assert script.name == "activate.xsh"
+    code = (
+        f"source @({str(script)!r})\nsource @({str(script)!r})\n"
+        "import json, os\nprint(json.dumps({k: v for k, v in ${...}.items() if isinstance(v, str)}))\n"
+        "print(json.dumps(list($PATH)))\n"
+    )
+    result = subprocess.run(
+        [xonsh, "--no-rc", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    env_line, path_line = result.stdout.strip().splitlines()[-2:]
+    env, path = json.loads(env_line), json.loads(path_line)
+    assert env["CONDA_PREFIX"] == str(prefix) and env["CONDA_SHLVL"] == "1"
+    assert env["SHARED"] == "from-b" and env["FROM_STATE"] == "s p a c e" and env["FROM_XSH"] == "yes"
+    assert path[0] == str(prefix / "bin") and path.count(str(prefix / "bin")) == 1  # sourced twice
+
+
+def test_nushell_script_golden(tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    (prefix / "etc" / "conda" / "activate.d").mkdir(parents=True)
+    (prefix / "etc" / "conda" / "activate.d" / "10-a.nu").write_text("$env.A = 1\n")
+    (prefix / "etc" / "conda" / "activate.d" / "20-b.sh").write_text("export B=1\n")
+    (prefix / "etc" / "conda" / "env_vars.d").mkdir(parents=True)
+    (prefix / "etc" / "conda" / "env_vars.d" / "x.json").write_text(json.dumps({"QUOTED": 'it\'s "here"'}))
+    script = write_activation_script(tmp_path, prefix, "linux-64", "nushell")
+    assert script.name == "activate.nu"
+    assert script.read_text() == (
+        f"let _pixi_entries = ['{prefix}/bin']\n"
+        "$env.PATH = ($env.PATH | split row (char esep) | where {|p| $p not-in $_pixi_entries }"
+        " | prepend $_pixi_entries)\n"
+        '$env.CONDA_SHLVL = "1"\n'
+        f"$env.CONDA_PREFIX = '{prefix}'\n"
+        'load-env {\'QUOTED\': "it\'s \\"here\\""}\n'
+        f"source '{prefix}/etc/conda/activate.d/10-a.nu'\n"
+    )

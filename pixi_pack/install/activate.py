@@ -37,6 +37,9 @@ SHELLS = {
     "cmd": ("bat", "cmd"),
     "powershell": ("ps1", "powershell"),
     "pwsh": ("ps1", "powershell"),
+    "xonsh": ("xsh", "xonsh"),
+    "nushell": ("nu", "nushell"),
+    "nu": ("nu", "nushell"),
 }
 _SAFE_SH = re.compile(r"[A-Za-z0-9_@%+=:,./-]+\Z")
 _VAR_NAME = re.compile(r"[^\x00-\x1f\x7f=]+\Z")
@@ -74,9 +77,15 @@ def write_activation_script(output_dir: Path, prefix: Path, platform: str, shell
         raise PixiPackError(msg)
     extension, flavour = SHELLS[shell]
     activation = collect_activation(prefix, platform, extension)
-    text = {"posix": posix_script, "fish": fish_script, "cmd": cmd_script, "powershell": powershell_script}[
-        flavour
-    ](activation)
+    writers = {
+        "posix": posix_script,
+        "fish": fish_script,
+        "cmd": cmd_script,
+        "powershell": powershell_script,
+        "xonsh": xonsh_script,
+        "nushell": nushell_script,
+    }
+    text = writers[flavour](activation)
     target = output_dir / f"activate.{extension}"
     replaced = target.exists() or target.is_symlink()
     try:
@@ -333,3 +342,50 @@ def _ps_vars(pairs: tuple[tuple[str, str], ...]) -> list[str]:
         escaped = value.replace("`", "``").replace('"', '`"')
         lines.append(f'${{Env:{key}}} = "{escaped}"')
     return lines
+
+
+# --- xonsh -----------------------------------------------------------------------------------------------
+
+
+def xonsh_script(activation: Activation) -> str:
+    """Python literals (``repr``) for every name and value: xonsh reads them as Python, never as code."""
+    entries = ", ".join(repr(e) for e in activation.path_entries)
+    var = activation.path_var
+    lines = [
+        f"for _pixi_entry in reversed([{entries}]):",
+        f"    while _pixi_entry in ${var}:",
+        f"        ${var}.remove(_pixi_entry)",
+        f"    ${var}.insert(0, _pixi_entry)",
+        "del _pixi_entry",
+        "$CONDA_SHLVL = '1'",
+        f"$CONDA_PREFIX = {activation.prefix!r}",
+    ]
+    lines += [f"${{{key!r}}} = {value!r}" for key, value in activation.env_vars]
+    lines += [f"source @({script!r})" for script in activation.scripts]
+    lines += [f"${{{key!r}}} = {value!r}" for key, value in activation.late_env_vars]
+    return "\n".join(lines) + "\n"
+
+
+# --- nushell ---------------------------------------------------------------------------------------------
+
+
+def nu_quote(value: str) -> str:
+    """A nushell string: single-quoted (no escapes at all), or double-quoted with JSON's escapes."""
+    return f"'{value}'" if "'" not in value and value.isprintable() else json.dumps(value, ensure_ascii=False)
+
+
+def nushell_script(activation: Activation) -> str:
+    """For ``source activate.nu`` (or ``overlay use``); nushell wants literal paths to source."""
+    entries = " ".join(nu_quote(e) for e in activation.path_entries)
+    var = activation.path_var
+    lines = [
+        f"let _pixi_entries = [{entries}]",
+        f"$env.{var} = ($env.{var} | split row (char esep) | where {{|p| $p not-in $_pixi_entries }}"
+        " | prepend $_pixi_entries)",
+        '$env.CONDA_SHLVL = "1"',
+        f"$env.CONDA_PREFIX = {nu_quote(activation.prefix)}",
+    ]
+    lines += [f"load-env {{{nu_quote(key)}: {nu_quote(value)}}}" for key, value in activation.env_vars]
+    lines += [f"source {nu_quote(script)}" for script in activation.scripts]
+    lines += [f"load-env {{{nu_quote(key)}: {nu_quote(value)}}}" for key, value in activation.late_env_vars]
+    return "\n".join(lines) + "\n"
