@@ -7,19 +7,22 @@ import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from pixi_pack import __version__
 from pixi_pack.arguments import build_pack_parser, build_unpack_parser, completion_parser, completion_script
 from pixi_pack.errors import PixiPackError
 from pixi_pack.models import DEFAULT_OUTPUT_FILE, PackOptions, UnpackOptions
 from pixi_pack.platforms import current_subdir, is_windows
+from pixi_pack.progress import Snapshot
 
 if TYPE_CHECKING:
     from pixi_pack.formats.listing import Listing
@@ -35,9 +38,72 @@ class _Formatter(logging.Formatter):
         return f"warning: {text}" if record.levelno == logging.WARNING else text
 
 
+#: Off a terminal, a phase's progress is printed when it has moved by this much, or after this long.
+PLAIN_STEP = 0.1
+PLAIN_SECONDS = 5.0
+
+
+class _StderrHandler(logging.Handler):
+    """Messages on stderr, and progress as one live line on a terminal or a few plain lines in a log.
+
+    On a terminal the live line is redrawn in place (``\\r``, erase to the end of the line) and moved
+    out of the way of any other message; elsewhere a phase's progress is printed at most every 10 %
+    or 5 s, with no carriage returns.
+    """
+
+    def __init__(self, stream: TextIO, *, live: bool) -> None:
+        super().__init__()
+        self.stream = stream
+        self.live = live
+        self._shown = ""
+        self._plain: dict[str, tuple[float, float]] = {}
+        """For each phase off a terminal: the fraction and the time it was last printed at."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            snapshot = getattr(record, "progress", None)
+            if isinstance(snapshot, Snapshot):
+                self._progress(snapshot)
+            else:
+                self._message(self.format(record))
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)
+
+    def _message(self, text: str) -> None:
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        if self._shown:
+            self.stream.write(self._shown)
+
+    def _progress(self, snapshot: Snapshot) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[K")
+            if snapshot.final:
+                self._shown = ""
+                self.stream.write(snapshot.final_line() + "\n")
+            else:
+                width = shutil.get_terminal_size().columns - 1
+                self._shown = snapshot.live()[: max(width, 20)]
+                self.stream.write(self._shown)
+            return
+        if snapshot.final:
+            self._plain.pop(snapshot.verb, None)
+            self.stream.write(snapshot.final_line() + "\n")
+            return
+        now = time.monotonic()
+        fraction, at = self._plain.setdefault(snapshot.verb, (0.0, now))
+        if snapshot.fraction >= fraction + PLAIN_STEP or now - at >= PLAIN_SECONDS:
+            self._plain[snapshot.verb] = (snapshot.fraction, now)
+            self.stream.write(snapshot.summary() + "\n")
+
+
 def _configure_logging(verbose: int, quiet: int) -> None:
-    level = logging.INFO + 10 * (quiet - verbose)
-    handler = logging.StreamHandler(sys.stderr)
+    """``-q``: errors only; default: messages and progress; ``-v``: a line per package too."""
+    level = logging.ERROR if quiet else logging.INFO - 10 * verbose
+    live = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    handler = _StderrHandler(sys.stderr, live=live)
     handler.setFormatter(_Formatter("%(message)s"))
     logger.handlers[:] = [handler]
     logger.setLevel(max(logging.DEBUG, min(level, logging.CRITICAL)))

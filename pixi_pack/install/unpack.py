@@ -285,6 +285,10 @@ def _check_metadata(reader: PackReader, *, ignore_platform: bool) -> str:
     return metadata.platform
 
 
+def _packed_size(package: PackageSource) -> int:
+    return int(str(package.record.get("size") or 0))
+
+
 def _carry_activation(reader: PackReader, build_dir: Path) -> None:
     """Store the manifest's activation the pack carries in the environment, where the activation
     scripts of every shell find it (never through a link a package made)."""
@@ -353,19 +357,22 @@ def _install(
     verify: Callable[[PackageSource], None] | None,
     run: _Run,
 ) -> None:
+    total = sum(_packed_size(p) for p in packages) or None
     counted_verify = None
     if verify is not None:
-        checked = Progress("verified", len(packages))
+        checked = Progress("verified", len(packages), total)
 
         def counted_verify(package: PackageSource) -> None:
             verify(package)
-            if checked.item_done() == len(packages):
+            checked.add_bytes(_packed_size(package))
+            if checked.item_done(package.file_name) == len(packages):
                 checked.finish()
 
-    progress = Progress("installed", len(packages))
+    progress = Progress("installed", len(packages), total)
 
-    def installed(_: PackageSource) -> None:
-        progress.item_done()
+    def installed(package: PackageSource) -> None:
+        progress.add_bytes(_packed_size(package))
+        progress.item_done(package.file_name)
 
     install_packages(
         packages,

@@ -83,8 +83,9 @@ def verify_pack(
     progress = Progress("verified", len(sources) + len(wheels))
 
     def check(source: PackageSource) -> _Checked:
+        progress.working_on(source.file_name)
         checked = _verify_conda(source, zstd, progress)
-        progress.item_done()
+        progress.item_done(source.file_name)
         return checked
 
     # Decompressing and hashing let go of the GIL: packages are checked side by side, the biggest
@@ -209,7 +210,7 @@ def _verify_wheels(reader: PackReader, names: list[str], result: Verification, p
             except PixiPackError as exc:
                 result.problems.append(str(exc))
         result.problems += _record_problems(reader, name)
-        progress.item_done()
+        progress.item_done(file_name)
 
 
 def _record_problems(reader: PackReader, name: str) -> list[str]:

@@ -133,6 +133,7 @@ class Contents:
         wheel_sha256: dict[str, str] = {}
 
         def fetch(file: PackFile, destination: Path | Slot) -> None:
+            self.progress.working_on(file.what)
             digests = self.fetcher.fetch(
                 file.location,
                 destination,
@@ -143,7 +144,7 @@ class Contents:
             )
             if file.is_wheel:
                 wheel_sha256[PurePosixPath(file.name).name] = digests.sha256
-            self.progress.item_done()
+            self.progress.item_done(file.what)
 
         if not jobs:
             return wheel_sha256
