@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 import sys
@@ -202,3 +203,18 @@ def path_entries(subdir: str) -> tuple[str, ...]:
     if is_windows(subdir):
         return ("", "Library/mingw-w64/bin", "Library/usr/bin", "Library/bin", "Scripts", "bin")
     return ("bin",)
+
+
+def glibc_version() -> tuple[int, int] | None:
+    """The C library's version if it is glibc; ``None`` for musl and others (as ``packaging`` does)."""
+    try:
+        value = os.confstr("CS_GNU_LIBC_VERSION")
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not value or not value.startswith("glibc "):
+        return None
+    parts = value.split()[1].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None

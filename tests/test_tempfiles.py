@@ -115,3 +115,13 @@ def test_umask_is_read_without_changing_it(mask: int, monkeypatch: pytest.Monkey
 
 def _no_proc(*args: object, **kwargs: object) -> NoReturn:
     raise FileNotFoundError("/proc/self/status")
+
+
+def test_read_limited_reads_up_to_its_bound(tmp_path: Path) -> None:
+    from pixi_pack.io.files import TooLargeError, read_limited
+
+    path = tmp_path / "f"
+    path.write_bytes(b"12345")
+    assert read_limited(path, 5) == b"12345"
+    with pytest.raises(TooLargeError):
+        read_limited(path, 4)

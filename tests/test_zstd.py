@@ -225,7 +225,9 @@ def test_running_target(
 def test_glibc_version_here() -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("Linux only")
-    version = _vendor_loader.glibc_version()
+    from pixi_pack.platforms import glibc_version
+
+    version = glibc_version()
     assert version is None or version >= (2, 17)
 
 

@@ -26,6 +26,7 @@ from pixi_pack.formats.matchspec import is_virtual, parse_spec
 from pixi_pack.formats.package_info import load_package
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import PackageSource
+from pixi_pack.platforms import glibc_version
 from pixi_pack.progress import human_bytes
 
 logger = logging.getLogger("pixi_pack")
@@ -59,25 +60,15 @@ def this_host() -> Host:
     if sys.platform.startswith("linux"):
         found["__unix"] = ("0", "0")
         found["__linux"] = (_leading_version(stdlib_platform.release()) or "0", "0")
-        glibc = _glibc()
+        glibc = glibc_version()
         if glibc is not None:
-            found["__glibc"] = (glibc, "0")
+            found["__glibc"] = (f"{glibc[0]}.{glibc[1]}", "0")
     elif sys.platform == "darwin":
         found["__unix"] = ("0", "0")
         found["__osx"] = (_leading_version(stdlib_platform.mac_ver()[0]) or "0", "0")
     elif sys.platform in ("win32", "cygwin"):
         found["__win"] = ("0", "0")
     return Host(found)
-
-
-def _glibc() -> str | None:
-    try:
-        value = os.confstr("CS_GNU_LIBC_VERSION")
-    except (AttributeError, OSError, ValueError):
-        return None
-    if not value or not value.startswith("glibc "):
-        return None
-    return _leading_version(value.split()[1])
 
 
 def _leading_version(text: str) -> str | None:

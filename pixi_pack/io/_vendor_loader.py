@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import importlib.machinery
 import importlib.util
-import os
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,12 @@ import zipfile
 from pathlib import Path
 from types import ModuleType
 
-from pixi_pack.platforms import BUNDLED_LINUX_ARCHES, BUNDLED_MACOS_ARCHES, BUNDLED_WINDOWS_ARCHES
+from pixi_pack.platforms import (
+    BUNDLED_LINUX_ARCHES,
+    BUNDLED_MACOS_ARCHES,
+    BUNDLED_WINDOWS_ARCHES,
+    glibc_version,
+)
 
 NATIVE_DIR = "_pixi_pack_native"
 """Name of the folder beside ``pixi_pack`` in the zipapp's site-packages."""
@@ -74,21 +78,6 @@ def describe_running() -> str:
         f"{platform.python_implementation()} {platform.python_version()}{threading} "
         f"on {sys.platform} {platform.machine()}{libc}"
     )
-
-
-def glibc_version() -> tuple[int, int] | None:
-    """The C library's version if it is glibc; ``None`` for musl and others (as ``packaging`` does)."""
-    try:
-        value = os.confstr("CS_GNU_LIBC_VERSION")
-    except (AttributeError, OSError, ValueError):
-        return None
-    if not value or not value.startswith("glibc "):
-        return None
-    parts = value.split()[1].split(".")
-    try:
-        return int(parts[0]), int(parts[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def _free_threaded() -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from pixi_pack.errors import LockfileError
 from pixi_pack.formats.activation import activation_json
 from pixi_pack.formats.records import RecordError, check_relative_path
+from pixi_pack.io.files import TooLargeError, read_limited
 from pixi_pack.lock.manifest import Manifest, activation_of
 from pixi_pack.models import ACTIVATION_DIR, ACTIVATION_FILE
 
@@ -59,12 +60,10 @@ def _read(root: Path, relative: str, manifest: Path) -> bytes:
         msg = f"{manifest}: activation script {relative} leads outside the project (to {path})"
         raise LockfileError(msg)
     try:
-        with open(path, "rb") as f:
-            data = f.read(SCRIPT_LIMIT + 1)
+        return read_limited(path, SCRIPT_LIMIT)
+    except TooLargeError as exc:
+        msg = f"{manifest}: activation script {relative} is larger than {SCRIPT_LIMIT >> 20} MiB"
+        raise LockfileError(msg) from exc
     except OSError as exc:
         msg = f"{manifest}: could not read activation script {relative}: {exc.strerror or exc}"
         raise LockfileError(msg) from exc
-    if len(data) > SCRIPT_LIMIT:
-        msg = f"{manifest}: activation script {relative} is larger than {SCRIPT_LIMIT >> 20} MiB"
-        raise LockfileError(msg)
-    return data

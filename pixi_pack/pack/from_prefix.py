@@ -22,6 +22,7 @@ from typing import Any
 
 from pixi_pack.errors import PixiPackError
 from pixi_pack.formats.locations import is_url
+from pixi_pack.io.files import TooLargeError, read_limited
 from pixi_pack.io.hashing import check_digests, hash_file
 from pixi_pack.lock.lockfile import conda_package
 from pixi_pack.models import CondaPackage, LockedEnvironment
@@ -74,14 +75,13 @@ def environment_from_prefix(
 
 def _read_record(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            data = f.read(_RECORD_LIMIT + 1)
+        data = read_limited(path, _RECORD_LIMIT)
+    except TooLargeError as exc:
+        msg = f"{path} is larger than any conda-meta record ({_RECORD_LIMIT >> 20} MiB)"
+        raise PrefixError(msg) from exc
     except OSError as exc:
         msg = f"could not read {path}: {exc.strerror or exc}"
         raise PrefixError(msg) from exc
-    if len(data) > _RECORD_LIMIT:
-        msg = f"{path} is larger than any conda-meta record ({_RECORD_LIMIT >> 20} MiB)"
-        raise PrefixError(msg)
     try:
         document = json.loads(data.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
