@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import io
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ import re
 import sys
 import tarfile
 import time
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -41,8 +43,8 @@ from pixi_pack.cli import GIL_SLICE, tuned_interpreter
 from pixi_pack.errors import ArchiveError, InstallError
 from pixi_pack.formats.package_info import EntryPoint, parse_has_prefix_line
 from pixi_pack.install.condameta import HISTORY
+from pixi_pack.install.entrypoints import entry_point_script
 from pixi_pack.install.link import install_packages
-from pixi_pack.install.linker import entry_point_script
 from pixi_pack.install.plan import CLOBBERS_DIR, dependency_name, resolve_clobbers, sort_topologically
 from pixi_pack.models import PackageSource
 from pixi_pack.platforms import PythonInfo, python_major_minor
@@ -67,14 +69,15 @@ def built(packages: Sequence[BuiltPackage]) -> list[PackageSource]:
     return [source_of(p.path, dict(p.record)) for p in packages]
 
 
-def rattler_install(paths: Sequence[Path], prefix: Path, cache: Path) -> float:
+def rattler_install(paths: Sequence[Path], prefix: Path, cache: Path, platform: str = PLATFORM) -> float:
     records = []
     for path in paths:
         record = asyncio.run(rattler.RepoDataRecord.from_package_archive(path))
         record.md5 = hashlib.md5(path.read_bytes()).digest()
         records.append(record)
     start = time.perf_counter()
-    asyncio.run(rattler.install(records, prefix, cache_dir=cache, show_progress=False))
+    subdir = rattler.Subdir(platform)
+    asyncio.run(rattler.install(records, prefix, cache_dir=cache, show_progress=False, platform=subdir))
     return time.perf_counter() - start
 
 
@@ -626,6 +629,58 @@ def test_windows_target_layout(tmp_path: Path) -> None:
     }.items() <= next(
         p for p in meta["paths_data"]["paths"] if p["_path"] == "Scripts/tool-script.py"
     ).items()
+
+
+def test_windows_entry_points_match_rattler_but_the_launcher(tmp_path: Path) -> None:
+    """rattler writes conda's launcher, which runs ``<name>-script.py`` with ``..\\python.exe``; ours is
+    installer's, with the interpreter in its shebang and the script zipped in. Everything else is the same."""
+    python = build_package(tmp_path / "b", "python", "3.12.1", subdir="win-64")
+    tool = build_package(
+        tmp_path / "b",
+        "tool",
+        noarch="python",
+        entry_points=["tool = tool.cli:main", "tool-admin = tool.cli:admin"],
+        files={"site-packages/tool/cli.py": "def main(): pass\n"},
+    )
+    packages = [python, tool]
+    theirs = tmp_path / "rattler" / "env"
+    rattler_install([p.path for p in packages], theirs, tmp_path / "cache", "win-64")
+    ours = tmp_path / "ours" / "env"
+    install_packages(built(packages), ours, theirs, "win-64")
+    launchers = {"Scripts/tool.exe", "Scripts/tool-admin.exe"}
+    mine, reference = installed_tree(ours), installed_tree(theirs)
+    assert {path for path in mine if path.endswith(".exe")} == launchers
+    assert {mine[p][1].split()[0] for p in launchers} == {reference[p][1].split()[0] for p in launchers}
+    assert {p: v for p, v in mine.items() if p not in launchers} == {
+        p: v for p, v in reference.items() if p not in launchers
+    }
+    meta, reference_meta = (
+        json.loads((p / "conda-meta/tool-1.0-0.json").read_text()) for p in (ours, theirs)
+    )
+    assert meta["files"] == reference_meta["files"]
+    drop = {"sha256", "size_in_bytes"}
+    assert [{k: v for k, v in e.items() if k not in drop} for e in meta["paths_data"]["paths"]] == [
+        {k: v for k, v in e.items() if k not in drop} for e in reference_meta["paths_data"]["paths"]
+    ]
+    for entry in meta["paths_data"]["paths"]:
+        data = (ours / entry["_path"]).read_bytes()
+        assert (entry["sha256"], entry["size_in_bytes"]) == (hashlib.sha256(data).hexdigest(), len(data))
+    launcher = (ours / "Scripts/tool-admin.exe").read_bytes()
+    assert launcher.startswith(b"MZ") and f"#!{theirs}/python.exe\n".encode() in launcher
+    with zipfile.ZipFile(io.BytesIO(launcher)) as zipped:
+        main = zipped.read("__main__.py").decode()
+    assert main == (ours / "Scripts/tool-admin-script.py").read_text()
+    assert "from tool.cli import admin" in main
+
+
+def test_windows_launchers_are_the_same_on_every_install(tmp_path: Path) -> None:
+    python = build_package(tmp_path / "b", "python", "3.12.1", subdir="win-64")
+    tool = build_package(tmp_path / "b", "tool", noarch="python", entry_points=["tool = tool:main"])
+    for name in ("one", "two"):
+        install_packages(built([python, tool]), tmp_path / name, Path("C:\\Program Files\\env"), "win-64")
+    launcher = (tmp_path / "one/Scripts/tool.exe").read_bytes()
+    assert launcher == (tmp_path / "two/Scripts/tool.exe").read_bytes()
+    assert b'#!"C:\\Program Files\\env\\python.exe"\n' in launcher
 
 
 # --- pure parts --------------------------------------------------------------------------------------------

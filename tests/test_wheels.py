@@ -120,7 +120,7 @@ def test_host_libc_and_macos_versions_are_checked() -> None:
 def test_python_layout_from_the_conda_record(tmp_path: Path) -> None:
     linux = python_layout([{"name": "python", "version": "3.12.1"}], "linux-64", tmp_path, Path("/opt/env"))
     assert linux.site_packages == "lib/python3.12/site-packages"
-    assert (linux.scripts, linux.include, linux.script_kind) == ("bin", "include/python3.12", "posix")
+    assert (linux.scripts, linux.include, linux.platform) == ("bin", "include/python3.12", "linux-64")
     assert linux.interpreter == "/opt/env/bin/python3.12"
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "python").symlink_to("python3.12")
@@ -140,7 +140,11 @@ def test_python_layout_from_the_conda_record(tmp_path: Path) -> None:
     )
     assert free.site_packages == "lib/python3.13t/site-packages"
     win = python_layout([{"name": "python", "version": "3.11.9"}], "win-64", tmp_path, Path("/opt/env"))
-    assert (win.site_packages, win.scripts, win.script_kind) == ("Lib/site-packages", "Scripts", "win-amd64")
+    assert (win.site_packages, win.scripts, win.prefix) == (
+        "Lib/site-packages",
+        "Scripts",
+        str(Path("/opt/env")),
+    )
     assert win.interpreter == str(Path("/opt/env/python.exe"))
     with pytest.raises(InstallError, match="no python conda package"):
         python_layout([{"name": "zlib", "version": "1.3"}], "linux-64", tmp_path, Path("/opt/env"))

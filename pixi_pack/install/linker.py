@@ -25,11 +25,13 @@ from typing import Any
 
 from pixi_pack.errors import InstallError
 from pixi_pack.formats.package import Member, invalid_package, iter_payload, link_stays_inside
-from pixi_pack.formats.package_info import EntryPoint, PathEntry
+from pixi_pack.formats.package_info import PathEntry
 from pixi_pack.install.condameta import WrittenPath, entry_point_item, paths_data_item
+from pixi_pack.install.entrypoints import entry_point_script, launcher_exe, windows_interpreter
 from pixi_pack.install.plan import PackagePlan
 from pixi_pack.install.prefix import ReplacingReader, prefix_for_platform, python_shebang, replace_prefix
 from pixi_pack.install.tree import TreeWriter
+from pixi_pack.io import tempfiles
 from pixi_pack.io.hashing import HashingReader, Readable, hash_file
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.platforms import PythonInfo, is_windows
@@ -248,16 +250,22 @@ class PackageLinker:
         windows = is_windows(platform)
         prefix = prefix_for_platform(self._target.prefix, platform).rstrip("/")
         shebang = "" if windows else python_shebang(f"{prefix}/{python.executable}")
-        path_type = "windows_python_entry_point_script" if windows else "unix_python_entry_point"
+        interpreter = windows_interpreter(self._target.prefix, gui=False)
+        # As rattler: Windows scripts are plain new files (the umask applies), Unix ones 0775.
+        mode = 0o666 & ~tempfiles.umask() if windows and self._plan.scripts else 0o775
         items = []
         for point, paths in self._plan.scripts:
-            script = entry_point_script(point, shebang).encode()
+            script = entry_point_script(point, shebang)
             for path in paths:
+                if path.endswith(".exe"):
+                    data = launcher_exe(platform, interpreter, script, gui=False)
+                    path_type = "windows_python_entry_point_exe"
+                else:
+                    data = script.encode()
+                    path_type = "windows_python_entry_point_script" if windows else "unix_python_entry_point"
                 installed = self._plan.installed[path]
-                self._target.writer.write(installed, script, 0o775, None)
-                items.append(entry_point_item(installed, path, path_type, script))
-            if windows:
-                _warn_no_launcher(self._plan.package.dist, point, python)
+                self._target.writer.write(installed, data, mode, None)
+                items.append(entry_point_item(installed, path, path_type, data))
         return items
 
 
@@ -346,33 +354,6 @@ def write_patched(
         sha256_in_prefix=None if digest == entry.sha256 else digest,
         size=size,
         patched=True,
-    )
-
-
-def entry_point_script(point: EntryPoint, shebang: str) -> str:
-    """The script rattler writes for an entry point (``python_entry_point_template``)."""
-    import_name = point.function.split(".", 1)[0]
-    return (
-        f"{shebang}\n"
-        "# -*- coding: utf-8 -*-\n"
-        "import re\n"
-        "import sys\n\n"
-        f"from {point.module} import {import_name}\n\n"
-        "if __name__ == '__main__':\n"
-        "\tsys.argv[0] = re.sub(r'(-script\\.pyw?|\\.exe)?$', '', sys.argv[0])\n"
-        f"\tsys.exit({point.function}())\n"
-    )
-
-
-def _warn_no_launcher(dist: str, point: EntryPoint, python: PythonInfo) -> None:
-    logger.warning(
-        "%s: no %s.exe launcher was created for the entry point %s (rattler embeds one that "
-        "pixi-pack cannot ship); run `python %s\\%s-script.py` instead",
-        dist,
-        point.command,
-        point.command,
-        python.bin_dir,
-        point.command,
     )
 
 

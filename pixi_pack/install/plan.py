@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from pixi_pack.errors import InstallError
 from pixi_pack.formats.package_info import EntryPoint, Package
+from pixi_pack.install.entrypoints import has_launchers
 from pixi_pack.platforms import PythonInfo, is_windows
 
 CLOBBERS_DIR = "__clobbers__"
@@ -145,7 +146,8 @@ def _entry_point_scripts(
 def entry_point_paths(point: EntryPoint, python: PythonInfo, platform: str) -> list[str]:
     """Where an entry point's script goes, relative to the prefix."""
     if is_windows(platform):
-        return [f"{python.bin_dir}/{point.command}-script.py"]
+        scripts = [f"{python.bin_dir}/{point.command}-script.py"]
+        return [*scripts, f"{python.bin_dir}/{point.command}.exe"] if has_launchers(platform) else scripts
     return [f"{python.bin_dir}/{point.command}"]
 
 

@@ -28,28 +28,25 @@ from installer import install
 from installer.destinations import SchemeDictionaryDestination
 from installer.exceptions import InstallerError
 from installer.records import RecordEntry
-from installer.scripts import Script
 from installer.sources import WheelContentElement, WheelFile
 from installer.utils import Scheme, construct_record_file
 
 from pixi_pack.errors import ArchiveError, InstallError, PixiPackError
 from pixi_pack.formats.archive import PackReader
+from pixi_pack.formats.package_info import EntryPoint
 from pixi_pack.formats.wheel_tags import Target, host_target, incompatibility, parse_wheel_name
+from pixi_pack.install.entrypoints import entry_point_script, has_launchers, launcher_exe, windows_interpreter
 from pixi_pack.io.hashing import check_digests, hash_stream
 from pixi_pack.models import METADATA_FILE, PYPI_DIR
 from pixi_pack.platforms import PythonInfo, is_windows
 
 if TYPE_CHECKING:
-    from installer.scripts import LauncherKind, ScriptSection
+    from installer.scripts import ScriptSection
 
 logger = logging.getLogger("pixi_pack")
 
 INSTALLER_NAME = "pixi-unpack"
 """What ``<dist-info>/INSTALLER`` says, as pip writes ``pip``."""
-
-_LAUNCHER_KINDS = {"win-64": "win-amd64", "win-32": "win-ia32", "win-arm64": "win-arm64"}
-# installer >= 1.0 starts gui scripts with pythonw.exe itself; 0.7 (bundled in the zipapp) does not.
-_INSTALLER_PICKS_PYTHONW = hasattr(Script, "_get_alternate_executable")
 
 
 @dataclass(frozen=True)
@@ -62,9 +59,10 @@ class PythonLayout:
     include: str
     """Where ``.data/headers`` go, one folder per project below it."""
     interpreter: str
-    """The interpreter for script shebangs and launchers: an absolute path at the final prefix."""
-    script_kind: str
-    """installer's launcher kind: ``posix``, ``win-amd64``, ..."""
+    """The interpreter for script shebangs: an absolute path at the final prefix."""
+    prefix: str
+    """The final prefix, which Windows launchers name."""
+    platform: str
 
 
 def python_layout(
@@ -91,7 +89,8 @@ def python_layout(
         python.bin_dir,
         include,
         str(target_prefix / interpreter),
-        _LAUNCHER_KINDS.get(platform, "posix"),
+        str(target_prefix),
+        platform,
     )
 
 
@@ -300,7 +299,9 @@ class _EnvironmentDestination(SchemeDictionaryDestination):
     ) -> None:
         self._root = Path(os.path.normpath(root))
         scheme_dict = {scheme: os.path.normpath(self._root / path) for scheme, path in schemes.items()}
-        super().__init__(scheme_dict, layout.interpreter, cast("LauncherKind", layout.script_kind))
+        # Windows launchers are written by write_script below, so installer only ever writes posix scripts.
+        super().__init__(scheme_dict, layout.interpreter, "posix")
+        self._layout = layout
         self._relative = dict(schemes)
         self._wheel = wheel
         self._owners = owners
@@ -317,15 +318,14 @@ class _EnvironmentDestination(SchemeDictionaryDestination):
         return record
 
     def write_script(self, name: str, module: str, attr: str, section: ScriptSection) -> RecordEntry:
-        if section != "gui" or self.script_kind == "posix" or _INSTALLER_PICKS_PYTHONW:
+        platform = self._layout.platform
+        if not has_launchers(platform):
             return super().write_script(name, module, attr, section)
-        console = self.interpreter
-        folder, _, exe = console.replace("\\", "/").rpartition("/")
-        self.interpreter = console[: len(folder) + 1] + exe.replace("python", "pythonw")
-        try:
-            return super().write_script(name, module, attr, section)
-        finally:
-            self.interpreter = console
+        gui = section == "gui"
+        interpreter = windows_interpreter(self._layout.prefix, gui=gui)
+        main = entry_point_script(EntryPoint(name, module, attr), "")
+        data = launcher_exe(platform, interpreter, main, gui=gui)
+        return self.write_to_fs(Scheme("scripts"), f"{name}.exe", io.BytesIO(data), is_executable=True)
 
     def _checked_target(self, scheme: Scheme, path: str) -> Path:
         target = Path(os.path.normpath(Path(self.scheme_dict[scheme]) / path))
