@@ -218,12 +218,13 @@ def _prefix_platform(prefix: Path) -> str:
 
 def _check_executable_name(output: Path, subdir: str) -> None:
     """A self-extracting file is written under the name given, unless that name says it is something else."""
-    form = ".ps1" if is_windows(subdir) else ".sh"
-    wrong = {".tar", ".sh", ".ps1"} - {form}
-    if output.suffix.lower() in wrong:
+    forms = (".ps1", ".cmd", ".bat") if is_windows(subdir) else (".sh",)
+    suffix = output.suffix.lower()
+    if suffix in {".tar", ".sh", ".ps1", ".cmd", ".bat"} - set(forms):
+        names = " or ".join(output.with_suffix(form).name for form in forms)
         msg = (
             f"-o {output} names a {output.suffix} file, but --create-executable for {subdir} writes a "
-            f"{form} script: name it {output.with_suffix(form).name}, or leave out --create-executable"
+            f"{'/'.join(forms)} script: name it {names}, or leave out --create-executable"
         )
         raise PixiPackError(msg)
 
@@ -424,7 +425,7 @@ def _self_extracting_file() -> tuple[Path, list[str]] | None:
     zipapp = running_zipapp()
     if zipapp is None:
         return None
-    from pixi_pack.pack.selfextract import sh_payload_args
+    from pixi_pack.pack.selfextract import stub_payload_args
 
-    payload = sh_payload_args(zipapp)
+    payload = stub_payload_args(zipapp)
     return None if payload is None else (zipapp, payload)

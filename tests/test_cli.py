@@ -118,6 +118,10 @@ def test_a_pack_is_not_written_to_a_terminal(tmp_path: Path) -> None:
         ("install-me", "linux-64", False),
         ("env.run", "osx-arm64", False),
         ("environment.ps1", "win-64", False),
+        ("environment.cmd", "win-64", False),
+        ("ENVIRONMENT.BAT", "win-arm64", False),
+        ("environment.cmd", "linux-64", True),
+        ("environment.bat", "osx-64", True),
     ],
 )
 def test_a_self_extracting_name_is_honoured_or_refused(name: str, platform: str, refused: bool) -> None:

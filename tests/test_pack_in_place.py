@@ -101,7 +101,7 @@ def test_executable_is_stub_tar_and_zipapp(
     tar = tmp_path / "payload.tar"
     tar.write_bytes(payload)
     streamed = io.BytesIO()
-    selfextract.write_executable(tar, pyz, streamed, windows=False)
+    selfextract.write_executable(tar, pyz, streamed, form="sh")
     assert streamed.getvalue() == data
     assert out.stat().st_mode & 0o777 == 0o755
     piped = subprocess.run(

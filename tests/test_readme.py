@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from builders import build_package, build_wheel
 from conftest import Channel
-from lockfiles import conda, write_lock
+from lockfiles import conda, conda_at, write_lock
 from test_zipapp import zipapp_path
 
 from pixi_pack.cli import pack_main
@@ -68,12 +68,17 @@ def project(tmp_path_factory: pytest.TempPathFactory, channel: Channel) -> Path:
     url = channel.root.as_uri()
     entries = [conda(p, url) for p in channel.packages.values()]
     (folder / "pixi.toml").write_text(
-        "[workspace]\nname = 'readme'\nchannels = ['conda-forge']\nplatforms = ['linux-64']\n"
+        "[workspace]\nname = 'readme'\nchannels = ['conda-forge']\nplatforms = ['linux-64', 'win-64']\n"
         "[dependencies]\nhello = '*'\n[feature.prod.dependencies]\n[environments]\nprod = ['prod']\n"
     )
-    write_lock(folder / "pixi.lock", {"default": {"linux-64": entries}, "prod": {"linux-64": entries}}, [url])
     built = build_package(base / "build", "local-package", "1.0.0", "hbefa133_0", noarch="generic")
     shutil.copy2(built.path, folder / built.path.name)
+    windows = [conda_at(built, built.path)]  # for the Windows example: a noarch package is enough
+    write_lock(
+        folder / "pixi.lock",
+        {"default": {"linux-64": entries, "win-64": windows}, "prod": {"linux-64": entries}},
+        [url],
+    )
     wheel = build_wheel(base / "build", "my_webserver", "0.1.0")
     shutil.copy2(wheel.path, folder / wheel.path.name)
     (folder / "dist").mkdir()

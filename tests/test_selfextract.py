@@ -31,8 +31,8 @@ from test_zipapp import INTERPRETERS, interpreters, zipapp_path
 
 from pixi_pack.cli import pack_main
 from pixi_pack.errors import IntegrityError, PixiPackError
-from pixi_pack.pack import selfextract
-from pixi_pack.pack.selfextract import sh_payload_args
+from pixi_pack.pack import selfextract, unpacker
+from pixi_pack.pack.selfextract import stub_payload_args
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("PIXI_PACK_UPDATE_GOLDEN") == "1"
@@ -101,7 +101,7 @@ def python_bin(tmp_path: Path) -> Path:
 
 
 def write_file(
-    folder: Path, payload: bytes, pyz: Path, *, windows: bool = False, name: str = "environment.sh"
+    folder: Path, payload: bytes, pyz: Path, *, form: selfextract.Form = "sh", name: str = "environment.sh"
 ) -> Path:
     """A self-extracting file for ``payload`` in ``folder``, made the way the pack stage makes it."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def write_file(
     tar.write_bytes(payload)
     script = folder / name
     with open(script, "wb") as out:
-        selfextract.write_executable(tar, pyz, out, windows=windows)
+        selfextract.write_executable(tar, pyz, out, form=form)
     tar.unlink()
     script.chmod(0o755)
     return script
@@ -134,7 +134,8 @@ def run_fake(
 def test_sh_layout(fake_zipapp: Path, tmp_path: Path) -> None:
     script = write_file(tmp_path / "out", PAYLOAD, fake_zipapp)
     data = script.read_bytes()
-    stub = selfextract.render_sh_stub(
+    stub = selfextract.render_stub(
+        "sh",
         sha256=hashlib.sha256(PAYLOAD).hexdigest(),
         length=len(PAYLOAD),
         zipapp_length=fake_zipapp.stat().st_size,
@@ -149,14 +150,14 @@ def test_sh_layout(fake_zipapp: Path, tmp_path: Path) -> None:
 
 def test_sh_stub_offset_is_its_own_length() -> None:
     for length in (0, 9, 10**9, 10**12):
-        stub = selfextract.render_sh_stub(sha256="0" * 64, length=length, zipapp_length=1000)
+        stub = selfextract.render_stub("sh", sha256="0" * 64, length=length, zipapp_length=1000)
         assert f"--payload-offset {len(stub)} ".encode() in stub
         assert f'"$size" != {len(stub) + length + 1000} ]'.encode() in stub
         assert f"from byte {len(stub) + 1} ".encode() in stub
 
 
 def test_sh_stub_golden() -> None:
-    stub = selfextract.render_sh_stub(sha256="ab" * 32, length=123456789, zipapp_length=987654)
+    stub = selfextract.render_stub("sh", sha256="ab" * 32, length=123456789, zipapp_length=987654)
     check_golden("environment.sh.stub", stub)
 
 
@@ -286,7 +287,7 @@ def test_zipapp_found_after_a_huge_payload(tmp_path: Path) -> None:
     """Zip readers find the zipapp even past 4 GiB of payload (a sparse file here)."""
     script = tmp_path / "huge.sh"
     with open(script, "wb") as out:
-        out.write(selfextract.render_sh_stub(sha256="0" * 64, length=5 << 30, zipapp_length=0))
+        out.write(selfextract.render_stub("sh", sha256="0" * 64, length=5 << 30, zipapp_length=0))
         out.seek(5 << 30, os.SEEK_CUR)
         out.write(zipapp_path().read_bytes())
     result = subprocess.run(
@@ -305,12 +306,12 @@ def test_zipapp_found_after_a_huge_payload(tmp_path: Path) -> None:
 def test_ps1_golden(tmp_path: Path) -> None:
     pyz = tmp_path / "tiny.pyz"
     pyz.write_bytes(b"PK not really a zipapp " * 5)
-    script = write_file(tmp_path / "out", b"a tiny tar " * 20, pyz, windows=True, name="environment.ps1")
+    script = write_file(tmp_path / "out", b"a tiny tar " * 20, pyz, form="ps1", name="environment.ps1")
     check_golden("environment.ps1", script.read_bytes())
 
 
 def test_ps1_layout(fake_zipapp: Path, tmp_path: Path) -> None:
-    script = write_file(tmp_path / "out", PAYLOAD, fake_zipapp, windows=True, name="environment.ps1")
+    script = write_file(tmp_path / "out", PAYLOAD, fake_zipapp, form="ps1", name="environment.ps1")
     data = script.read_bytes()
     data.decode("ascii")
     assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF line ends only
@@ -355,7 +356,7 @@ def ps1_command(python: str, pyz: Path, values: dict[str, str], args: Sequence[s
 
 
 def test_ps1_decodes_to_a_runnable_pack(fake_zipapp: Path, tmp_path: Path) -> None:
-    script = write_file(tmp_path / "out", PAYLOAD, fake_zipapp, windows=True, name="environment.ps1")
+    script = write_file(tmp_path / "out", PAYLOAD, fake_zipapp, form="ps1", name="environment.ps1")
     decoded = tmp_path / "environment.pyz"
     values = decode_ps1(script, decoded)
     assert decoded.read_bytes() == PAYLOAD + fake_zipapp.read_bytes()
@@ -374,15 +375,16 @@ def test_writers_stream(tmp_path: Path) -> None:
         f.truncate(24 << 20)
     pyz = tmp_path / "x.pyz"
     pyz.write_bytes(b"zip" * 1000)
-    for windows in (False, True):
+    forms: tuple[selfextract.Form, ...] = ("sh", "cmd", "ps1")
+    for form in forms:
         sink = _CountingSink()
         tracemalloc.start()
         try:
-            selfextract.write_executable(payload, pyz, sink, windows=windows)  # type: ignore[arg-type]
+            selfextract.write_executable(payload, pyz, sink, form=form)  # type: ignore[arg-type]
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        assert peak < 12 << 20, f"peak {peak} bytes writing {'ps1' if windows else 'sh'}"
+        assert peak < 12 << 20, f"peak {peak} bytes writing {form}"
         assert sink.size > 24 << 20
 
 
@@ -416,29 +418,29 @@ def _no_download(url: str, destination: Path) -> None:
 
 def test_find_unpacker_outside_a_zipapp(tmp_path: Path) -> None:
     with pytest.raises(PixiPackError, match=r"pass --pixi-unpack-source dist/pixi-pack\.pyz"):
-        selfextract.find_unpacker(None, _no_download, directory=tmp_path)
+        unpacker.find_unpacker(None, _no_download, directory=tmp_path)
 
 
 def test_find_unpacker_path(tmp_path: Path) -> None:
     zipapp = zipapp_path()
-    assert selfextract.find_unpacker(str(zipapp), _no_download, directory=tmp_path) == zipapp
+    assert unpacker.find_unpacker(str(zipapp), _no_download, directory=tmp_path) == zipapp
 
 
 def test_find_unpacker_refuses(tmp_path: Path, fake_zipapp: Path) -> None:
     with pytest.raises(PixiPackError, match="no such file"):
-        selfextract.find_unpacker(str(tmp_path / "missing.pyz"), _no_download, directory=tmp_path)
+        unpacker.find_unpacker(str(tmp_path / "missing.pyz"), _no_download, directory=tmp_path)
     native = tmp_path / "pixi-unpack-x86_64-unknown-linux-musl"
     native.write_bytes(b"\x7fELF a native pixi-unpack")
     with pytest.raises(PixiPackError, match=r"not a pixi-pack zipapp \(\.pyz\)"):
-        selfextract.find_unpacker(str(native), _no_download, directory=tmp_path)
+        unpacker.find_unpacker(str(native), _no_download, directory=tmp_path)
     with pytest.raises(PixiPackError, match="a zip file, but not a pixi-pack zipapp"):
-        selfextract.find_unpacker(str(fake_zipapp), _no_download, directory=tmp_path)
+        unpacker.find_unpacker(str(fake_zipapp), _no_download, directory=tmp_path)
 
 
 def test_find_unpacker_refuses_a_self_extracting_file(tmp_path: Path) -> None:
     script = write_file(tmp_path / "out", PAYLOAD * 4, zipapp_path())
     with pytest.raises(PixiPackError, match="is a self-extracting environment"):
-        selfextract.find_unpacker(str(script), _no_download, directory=tmp_path)
+        unpacker.find_unpacker(str(script), _no_download, directory=tmp_path)
 
 
 def test_find_unpacker_url(tmp_path: Path) -> None:
@@ -451,14 +453,14 @@ def test_find_unpacker_url(tmp_path: Path) -> None:
         shutil.copyfile(zipapp, destination)
 
     url = "https://mirror.example/pixi-pack/pixi-pack.pyz"
-    found = selfextract.find_unpacker(f"{url}#sha256={digest.upper()}", download, directory=tmp_path)
+    found = unpacker.find_unpacker(f"{url}#sha256={digest.upper()}", download, directory=tmp_path)
     assert (found, calls) == (tmp_path / "pixi-pack.pyz", [url])
     with pytest.raises(IntegrityError, match=f"sha256 mismatch \\(expected {'0' * 64}\\)"):
-        selfextract.find_unpacker(f"{url}#sha256={'0' * 64}", download, directory=tmp_path)
+        unpacker.find_unpacker(f"{url}#sha256={'0' * 64}", download, directory=tmp_path)
     with pytest.raises(PixiPackError, match="the only fragment understood is #sha256="):
-        selfextract.find_unpacker(f"{url}#md5=abc", download, directory=tmp_path)
+        unpacker.find_unpacker(f"{url}#md5=abc", download, directory=tmp_path)
     (tmp_path / "own").mkdir()
-    assert selfextract.find_unpacker(url, download, directory=tmp_path / "own").parent == tmp_path / "own"
+    assert unpacker.find_unpacker(url, download, directory=tmp_path / "own").parent == tmp_path / "own"
 
 
 def test_find_unpacker_over_http(http_server: HttpServer, tmp_path: Path) -> None:
@@ -475,7 +477,7 @@ def test_find_unpacker_over_http(http_server: HttpServer, tmp_path: Path) -> Non
     fetcher = Fetcher(MirrorConfig(auth_file=auth))
     try:
         url = http_server.url_for("pixi-pack.pyz")
-        found = selfextract.find_unpacker(url, fetcher.download_file, directory=tmp_path)
+        found = unpacker.find_unpacker(url, fetcher.download_file, directory=tmp_path)
     finally:
         fetcher.close()
     assert found.read_bytes() == zipapp_path().read_bytes()
@@ -484,9 +486,7 @@ def test_find_unpacker_over_http(http_server: HttpServer, tmp_path: Path) -> Non
 
 def test_running_zipapp_inside_the_zipapp(tmp_path: Path) -> None:
     zipapp = zipapp_path()
-    code = (
-        "from pixi_pack.pack import selfextract; print(selfextract.find_unpacker(None, None, directory=None))"
-    )
+    code = "from pixi_pack.pack import unpacker; print(unpacker.find_unpacker(None, None, directory=None))"
     env = {"SHIV_ROOT": str(tmp_path / "shiv"), "SHIV_INTERPRETER": "1"}
     result = subprocess.run(
         [sys.executable, "-I", str(zipapp), "-c", code], env=env, capture_output=True, text=True, check=False
@@ -628,7 +628,7 @@ def test_ps1_with_the_real_zipapp(packed: Path, tmp_path: Path) -> None:
     tar.write_bytes(packed.read_bytes()[offset : offset + length])
     script = tmp_path / "environment.ps1"
     with open(script, "wb") as out:
-        selfextract.write_executable(tar, zipapp_path(), out, windows=True)
+        selfextract.write_executable(tar, zipapp_path(), out, form="ps1")
     decoded = tmp_path / "decoded" / "environment.pyz"
     decoded.parent.mkdir()
     values = decode_ps1(script, decoded)
@@ -684,13 +684,13 @@ def test_python_help_is_pixi_unpacks(packed: Path, tmp_path: Path) -> None:
 
 
 def test_the_stub_states_where_its_pack_is(packed: Path, tmp_path: Path) -> None:
-    args = sh_payload_args(packed)
+    args = stub_payload_args(packed)
     assert args is not None
     assert args[1] == str(stub_number(packed, "offset")) and args[3] == str(stub_number(packed, "length"))
-    assert sh_payload_args(zipapp_path()) is None  # a plain pyz carries no pack
-    assert sh_payload_args(tmp_path / "missing.sh") is None
+    assert stub_payload_args(zipapp_path()) is None  # a plain pyz carries no pack
+    assert stub_payload_args(tmp_path / "missing.sh") is None
     forged = tmp_path / "forged.sh"
     forged.write_bytes(
         b"#!/bin/sh\n# something else\n--payload-offset 1 --payload-length 2 --payload-sha256 " + b"0" * 64
     )
-    assert sh_payload_args(forged) is None
+    assert stub_payload_args(forged) is None

@@ -21,7 +21,15 @@ from pixi_pack.pack.activation import activation_files
 from pixi_pack.pack.contents import Contents, Metadata, pack_files, start_progress
 from pixi_pack.pack.fetch import Fetcher
 from pixi_pack.pack.inplace import replacing, write_in_place
+from pixi_pack.pack.selfextract import (
+    PS1_WARN_ABOVE,
+    Form,
+    executable_form,
+    stub_payload_args,
+    write_executable,
+)
 from pixi_pack.platforms import is_windows
+from pixi_pack.progress import human_bytes
 
 logger = logging.getLogger("pixi_pack")
 
@@ -74,15 +82,16 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
                 staging=staging,
             )
             listing = None
-            if options.output is not None and _in_place(options, subdir):
-                write_in_place(contents, options.output, pyz=pyz)
+            form = executable_form(options.output, windows=is_windows(subdir))
+            if options.output is not None and _in_place(options, form):
+                write_in_place(contents, options.output, pyz=pyz, form=form)
                 if options.list_contents:
                     listing = read_listing(_reader_of(options.output, pyz))
             else:
                 contents.stage()
                 if options.list_contents:
                     listing = read_listing(PackReader(staging))
-                _write_output(staging, options, subdir=subdir, pyz=pyz, stdout=stdout)
+                _write_output(staging, options, form=form, pyz=pyz, stdout=stdout)
         finally:
             fetcher.close()
     except OSError as exc:
@@ -97,9 +106,7 @@ def _reader_of(output: Path, pyz: Path | None) -> PackReader:
     """The pack just written at ``output``: a tar, or the tar inside ``environment.sh``."""
     if pyz is None:
         return PackReader(output)
-    from pixi_pack.pack.selfextract import sh_payload_args
-
-    located = sh_payload_args(output)
+    located = stub_payload_args(output)
     assert located is not None  # written just now
     return PackReader(output, int(located[1]), int(located[3]))
 
@@ -141,15 +148,15 @@ def _warn_if_stale(manifest: Manifest, env: LockedEnvironment, subdir: str) -> N
         )
 
 
-def _in_place(options: PackOptions, subdir: str) -> bool:
+def _in_place(options: PackOptions, form: Form) -> bool:
     """Whether the pack can be assembled in the output file, each package written once, into its place.
 
     Not for a folder, nor stdout (no random access), nor ``environment.ps1`` (its payload is base64 text,
     where each package's first and last bytes share characters and lines with its neighbours'); nor
     without ``os.pwrite`` (Windows). Those are written from a staging folder.
     """
-    windows_executable = options.create_executable and is_windows(subdir)
-    return not options.directory_only and not windows_executable and hasattr(os, "pwrite")
+    base64 = options.create_executable and form == "ps1"
+    return not options.directory_only and not base64 and hasattr(os, "pwrite")
 
 
 def _check_output(options: PackOptions, stdout: BinaryIO | None) -> None:
@@ -182,7 +189,7 @@ def _find_unpacker(options: PackOptions, fetcher: Fetcher, workdir: Path) -> Pat
     """The pyz to embed in a self-extracting pack, found (or downloaded) before any package is."""
     if not options.create_executable:
         return None
-    from pixi_pack.pack.selfextract import find_unpacker
+    from pixi_pack.pack.unpacker import find_unpacker
 
     return find_unpacker(options.pixi_unpack_source, fetcher.download_file, directory=workdir)
 
@@ -265,7 +272,7 @@ def _injected_wheels(
 
 
 def _write_output(
-    staging: Path, options: PackOptions, *, subdir: str, pyz: Path | None, stdout: BinaryIO | None
+    staging: Path, options: PackOptions, *, form: Form, pyz: Path | None, stdout: BinaryIO | None
 ) -> None:
     """Write the staged pack: move the folder into place, or write it as a tar or a self-extractor."""
     output = options.output
@@ -277,17 +284,17 @@ def _write_output(
         logger.info("created pack folder at %s", output)
         return
     if pyz is not None:
-        from pixi_pack.pack.selfextract import write_executable
-
         payload = staging.parent / "payload.tar"
         with open(payload, "wb") as tar:
             write_tar(staging, tar)
-        _emit(
-            output,
-            stdout,
-            lambda out: write_executable(payload, pyz, out, windows=is_windows(subdir)),
-            executable=True,
-        )
+        if form == "ps1" and payload.stat().st_size > PS1_WARN_ABOVE:
+            logger.warning(
+                "environment.ps1 holds the pack (%s) as base64, which PowerShell reads whole into memory; "
+                "-o environment.cmd writes the same self-extractor as a batch file that needs no "
+                "PowerShell and carries the pack as it is",
+                human_bytes(payload.stat().st_size),
+            )
+        _emit(output, stdout, lambda out: write_executable(payload, pyz, out, form=form), executable=True)
         return
     _emit(output, stdout, lambda out: write_tar(staging, out), executable=False)
 

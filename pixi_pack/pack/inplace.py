@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pixi_pack.errors import PixiPackError
 from pixi_pack.formats.archive import TarLayout, copy_range, tar_layout, write_at
@@ -17,13 +18,17 @@ from pixi_pack.pack.contents import Contents, PackFile
 from pixi_pack.pack.fetch import Slot
 from pixi_pack.progress import human_bytes
 
+if TYPE_CHECKING:
+    from pixi_pack.pack.selfextract import Form
+
 logger = logging.getLogger("pixi_pack")
 
 
-def write_in_place(contents: Contents, output: Path, *, pyz: Path | None) -> None:
-    """Write the pack (``environment.sh`` with ``pyz``) at ``output``, via a temporary name and a rename."""
+def write_in_place(contents: Contents, output: Path, *, pyz: Path | None, form: Form = "sh") -> None:
+    """Write the pack (with ``pyz``, ``environment.sh`` or ``.cmd`` as ``form`` says) at ``output``, via a
+    temporary name and a rename."""
     with replacing(output, executable=pyz is not None) as fd:
-        _assemble(fd, contents, output=output, pyz=pyz)
+        _assemble(fd, contents, output=output, pyz=pyz, form=form)
 
 
 @contextmanager
@@ -46,7 +51,7 @@ def replacing(output: Path, *, executable: bool) -> Iterator[int]:
         logger.info("created pack at %s (%s)", output, size)
 
 
-def _assemble(fd: int, contents: Contents, *, output: Path, pyz: Path | None) -> None:
+def _assemble(fd: int, contents: Contents, *, output: Path, pyz: Path | None, form: Form) -> None:
     """Lay the tar out from the lockfile's sizes, then fetch each package straight into its place.
 
     A file of unknown size (a wheel, usually) is fetched into staging and copied in once its size
@@ -61,10 +66,10 @@ def _assemble(fd: int, contents: Contents, *, output: Path, pyz: Path | None) ->
     layout = tar_layout(sizes)
     base = 0
     if pyz is not None:
-        from pixi_pack.pack.selfextract import sh_payload_offset
+        from pixi_pack.pack.selfextract import stub_payload_offset
 
         assert layout.length is not None  # every size is known
-        base = sh_payload_offset(layout.length, pyz.stat().st_size)
+        base = stub_payload_offset(form, layout.length, pyz.stat().st_size)
     _reserve(fd, base + (layout.length or layout.placed_end))
     fetched_first = {f.name for f in staged}
     rest = [f for f in files if f.name not in fetched_first]
@@ -84,9 +89,9 @@ def _assemble(fd: int, contents: Contents, *, output: Path, pyz: Path | None) ->
     if pyz is None:
         os.ftruncate(fd, layout.length)
         return
-    from pixi_pack.pack.selfextract import complete_sh
+    from pixi_pack.pack.selfextract import complete_stub
 
-    complete_sh(fd, layout.length, pyz)
+    complete_stub(fd, form, layout.length, pyz)
 
 
 def _destinations(

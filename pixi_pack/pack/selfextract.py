@@ -6,6 +6,10 @@ stub does just that, telling pixi-unpack where the tar sits in the script itself
 
     "$python" -I "$0" unpack --payload-offset N --payload-length M --payload-sha256 H "$0" "$@"
 
+``environment.cmd`` (or ``.bat``, Windows) has the same layout with a batch stub: cmd.exe reads a batch
+file a line at a time and stops at the stub's ``exit /b``, so it never parses the payload, and the stub
+only ever jumps forward (a ``goto`` to an earlier label would scan the whole payload for it).
+
 ``environment.ps1`` (Windows) can't carry raw bytes, as PowerShell parses a whole script before running
 it: the tar and the zipapp follow as one base64 block inside a comment after the script's ``exit``, and
 the script decodes that block, streaming, to a temporary file that is both the pack (at offset 0) and
@@ -20,22 +24,19 @@ from __future__ import annotations
 import base64
 import re
 import shutil
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
-from urllib.parse import urldefrag
+from typing import BinaryIO, Literal
 
-from pixi_pack.errors import IntegrityError, PixiPackError
 from pixi_pack.formats.archive import RangeReader, copy_range, write_at
-from pixi_pack.formats.locations import is_url
-from pixi_pack.io._vendor_loader import running_zipapp
 from pixi_pack.io.hashing import hash_file, hash_stream
 
 CHUNK_SIZE = 1 << 20
 BASE64_LINE = 76
 """Characters of base64 per line in ``environment.ps1``; 57 bytes encode to exactly one line."""
 BASE64_LINE_BYTES = BASE64_LINE // 4 * 3
+PS1_WARN_ABOVE = 500_000_000
+"""Above this many bytes of pack, writing ``environment.ps1`` warns and recommends ``environment.cmd``."""
 #: Stands in for the payload's sha256 while the stub is measured (the same width as the real one).
 _NO_SHA256 = "0" * 64
 
@@ -92,6 +93,58 @@ pixi_pack_main() {{
 
 pixi_pack_main "$@"
 exit 1
+"""
+
+CMD_STUB = """\
+@echo off
+rem A self-extracting pixi-pack environment: this script, then the pack (a tar), then pixi-pack's zipapp.
+rem Run it to unpack the environment (pixi-unpack's options apply: -o DIR, -e NAME, -s SHELL, --help).
+rem It needs Python >= 3.9: the one PIXI_PACK_PYTHON names, else the py launcher, python or python3 on PATH.
+rem The pack is the {length} bytes from byte {offset} (counted from 0) of this file.
+rem cmd.exe reads this file a line at a time and never reads past the "exit /b" at the end of this stub.
+setlocal EnableExtensions DisableDelayedExpansion
+for %%F in ("%~f0") do set "pixi_pack_size=%%~zF"
+if "%pixi_pack_size%"=="{total}" goto pixi_pack_sized
+>&2 echo error: "%~f0" is %pixi_pack_size% bytes, not {total}: an incomplete or damaged download; download it again
+exit /b 1
+:pixi_pack_sized
+set "pixi_pack_exe="
+set "pixi_pack_args="
+if not defined PIXI_PACK_PYTHON goto pixi_pack_search
+"%PIXI_PACK_PYTHON%" -I -S -c "import sys; sys.exit(sys.version_info < (3, 9))" >nul 2>&1
+if errorlevel 1 goto pixi_pack_bad_python
+set "pixi_pack_exe=%PIXI_PACK_PYTHON%"
+goto pixi_pack_found
+:pixi_pack_search
+py -3 -I -S -c "import sys; sys.exit(sys.version_info < (3, 9))" >nul 2>&1
+if not errorlevel 1 (set "pixi_pack_exe=py" & set "pixi_pack_args=-3" & goto pixi_pack_found)
+python -I -S -c "import sys; sys.exit(sys.version_info < (3, 9))" >nul 2>&1
+if not errorlevel 1 (set "pixi_pack_exe=python" & goto pixi_pack_found)
+python3 -I -S -c "import sys; sys.exit(sys.version_info < (3, 9))" >nul 2>&1
+if not errorlevel 1 (set "pixi_pack_exe=python3" & goto pixi_pack_found)
+>&2 echo error: unpacking this environment needs Python ^>= 3.9, and there is no py, python or python3 of that version on PATH: install one, or set PIXI_PACK_PYTHON to its path
+exit /b 1
+:pixi_pack_bad_python
+>&2 echo error: PIXI_PACK_PYTHON="%PIXI_PACK_PYTHON%" is not a working Python ^>= 3.9
+exit /b 1
+:pixi_pack_found
+rem The zipapp unpacks its dependencies into SHIV_ROOT: a new temporary folder, removed on the way out.
+set "pixi_pack_tmp=%TEMP%\\pixi-unpack-%RANDOM%%RANDOM%-%RANDOM%%RANDOM%-%RANDOM%%RANDOM%"
+mkdir "%pixi_pack_tmp%" 2>nul
+if errorlevel 1 goto pixi_pack_no_tmp
+set "SHIV_INTERPRETER="
+set "SHIV_ENTRY_POINT="
+set "SHIV_MODULE="
+set "SHIV_CONSOLE_SCRIPT="
+set "SHIV_PREPEND_PYTHONPATH="
+set "SHIV_ROOT=%pixi_pack_tmp%"
+"%pixi_pack_exe%" %pixi_pack_args% -I "%~f0" unpack --payload-offset {offset} --payload-length {length} --payload-sha256 {sha256} "%~f0" %*
+set "pixi_pack_status=%ERRORLEVEL%"
+rmdir /s /q "%pixi_pack_tmp%" 2>nul
+exit /b %pixi_pack_status%
+:pixi_pack_no_tmp
+>&2 echo error: could not create the temporary folder "%pixi_pack_tmp%": check TEMP, then run this again
+exit /b 1
 """
 
 PS1_SCRIPT = """\
@@ -174,26 +227,49 @@ exit $status
 PS1_END = "#>\n"
 
 
-def write_executable(payload: Path, pyz: Path, destination: BinaryIO, *, windows: bool) -> None:
-    """Write a self-extracting environment: ``environment.ps1`` if ``windows``, else ``environment.sh``.
+Form = Literal["sh", "cmd", "ps1"]
+"""What a self-extracting file is: ``environment.sh``, ``environment.cmd`` (``.bat``) or ``environment.ps1``."""
+
+
+def executable_form(output: Path | None, *, windows: bool) -> Form:
+    """The form ``--create-executable`` writes to ``output`` (``None``: stdout): ``.cmd`` and ``.bat`` names
+    get the batch stub, other Windows names ``environment.ps1`` as upstream, the rest ``environment.sh``."""
+    if not windows:
+        return "sh"
+    suffix = output.suffix.lower() if output is not None else ""
+    return "cmd" if suffix in (".cmd", ".bat") else "ps1"
+
+
+def write_executable(payload: Path, pyz: Path, destination: BinaryIO, *, form: Form) -> None:
+    """Write a self-extracting environment of the given ``form``.
 
     ``payload`` is the pack's tar and ``pyz`` the pixi-pack zipapp that will unpack it; both are
     streamed, never read whole.
     """
     sha256 = hash_file(payload).sha256
     length = payload.stat().st_size
-    if windows:
+    if form == "ps1":
         _write_ps1(payload, pyz, destination, sha256=sha256, length=length)
-    else:
-        _write_sh(payload, pyz, destination, sha256=sha256, length=length)
+        return
+    destination.write(render_stub(form, sha256=sha256, length=length, zipapp_length=pyz.stat().st_size))
+    for part in (payload, pyz):
+        with open(part, "rb") as source:
+            shutil.copyfileobj(source, destination, CHUNK_SIZE)
 
 
-def render_sh_stub(*, sha256: str, length: int, zipapp_length: int) -> bytes:
-    """The sh stub for a tar of ``length`` bytes, which starts right after the stub, and a zipapp after it.
+def render_stub(form: Form, *, sha256: str, length: int, zipapp_length: int) -> bytes:
+    """The stub of ``environment.sh`` (``form`` ``sh``) or ``environment.cmd`` (``cmd``, CRLF line ends)
+    for a tar of ``length`` bytes, which starts right after the stub, and a zipapp after it.
 
     The stub checks the file's whole size first, so a truncated download is named as one instead of
     failing inside Python.
     """
+    if form == "cmd":
+        return _fixed_point(
+            lambda offset: CMD_STUB.format(
+                offset=offset, length=length, sha256=sha256, total=offset + length + zipapp_length
+            ).replace("\n", "\r\n")
+        )
     return _fixed_point(
         lambda offset: SH_STUB.format(
             offset=offset,
@@ -231,15 +307,11 @@ def _fixed_point(render: Callable[[int], str]) -> bytes:
         offset = len(text)
 
 
-def _write_sh(payload: Path, pyz: Path, destination: BinaryIO, *, sha256: str, length: int) -> None:
-    destination.write(render_sh_stub(sha256=sha256, length=length, zipapp_length=pyz.stat().st_size))
-    for part in (payload, pyz):
-        with open(part, "rb") as source:
-            shutil.copyfileobj(source, destination, CHUNK_SIZE)
-
-
-SH_HEAD = b"#!/bin/sh\n# A self-extracting pixi-pack environment"
-"""How every ``environment.sh`` starts."""
+STUB_HEADS = (
+    b"#!/bin/sh\n# A self-extracting pixi-pack environment",
+    b"@echo off\r\nrem A self-extracting pixi-pack environment",
+)
+"""How every ``environment.sh`` and every ``environment.cmd`` starts."""
 _SH_STUB_LIMIT = 16 << 10
 """More than any stub is long: where the search for its numbers stops."""
 _SH_PAYLOAD = re.compile(
@@ -247,9 +319,9 @@ _SH_PAYLOAD = re.compile(
 )
 
 
-def sh_payload_args(path: Path) -> list[str] | None:
-    """The pixi-unpack options that locate the pack inside ``environment.sh`` at ``path``, as its stub
-    states them; ``None`` if ``path`` is not one (a plain ``.pyz``).
+def stub_payload_args(path: Path) -> list[str] | None:
+    """The pixi-unpack options that locate the pack inside ``environment.sh`` or ``environment.cmd`` at
+    ``path``, as its stub states them; ``None`` if ``path`` is neither (a plain ``.pyz``).
 
     ``python3 environment.sh ...`` runs the zipapp at its end without the stub: this is how it still
     unpacks what it carries.
@@ -259,28 +331,28 @@ def sh_payload_args(path: Path) -> list[str] | None:
             head = script.read(_SH_STUB_LIMIT)
     except OSError:
         return None
-    match = _SH_PAYLOAD.search(head) if head.startswith(SH_HEAD) else None
+    match = _SH_PAYLOAD.search(head) if head.startswith(STUB_HEADS) else None
     if match is None:
         return None
     offset, length, sha256 = (group.decode() for group in match.groups())
     return ["--payload-offset", offset, "--payload-length", length, "--payload-sha256", sha256]
 
 
-def sh_payload_offset(length: int, zipapp_length: int) -> int:
-    """Where a payload of ``length`` bytes starts in ``environment.sh``: right after the stub."""
-    return len(render_sh_stub(sha256=_NO_SHA256, length=length, zipapp_length=zipapp_length))
+def stub_payload_offset(form: Form, length: int, zipapp_length: int) -> int:
+    """Where a payload of ``length`` bytes starts in ``environment.sh`` or ``.cmd``: right after the stub."""
+    return len(render_stub(form, sha256=_NO_SHA256, length=length, zipapp_length=zipapp_length))
 
 
-def complete_sh(fd: int, length: int, pyz: Path) -> None:
-    """Finish an ``environment.sh`` assembled in place: its payload of ``length`` bytes is already at
-    :func:`sh_payload_offset`; the zipapp goes after it, then the stub with the payload's sha256 before it.
+def complete_stub(fd: int, form: Form, length: int, pyz: Path) -> None:
+    """Finish an ``environment.sh`` or ``.cmd`` assembled in place: its payload of ``length`` bytes is already
+    at :func:`stub_payload_offset`; the zipapp goes after it, then the stub with the payload's sha256 before it.
     """
     zipapp_length = pyz.stat().st_size
-    offset = sh_payload_offset(length, zipapp_length)
+    offset = stub_payload_offset(form, length, zipapp_length)
     with open(pyz, "rb") as source:
         copy_range(source.fileno(), 0, fd, offset + length, zipapp_length)
     sha256 = hash_stream(RangeReader(fd, offset, length)).sha256
-    write_at(fd, render_sh_stub(sha256=sha256, length=length, zipapp_length=zipapp_length), 0)
+    write_at(fd, render_stub(form, sha256=sha256, length=length, zipapp_length=zipapp_length), 0)
 
 
 def _write_ps1(payload: Path, pyz: Path, destination: BinaryIO, *, sha256: str, length: int) -> None:
@@ -320,70 +392,3 @@ def _base64_lines(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
 def _encode_lines(data: bytes) -> bytes:
     text = base64.b64encode(data)
     return b"".join(text[i : i + BASE64_LINE] + b"\r\n" for i in range(0, len(text), BASE64_LINE))
-
-
-def find_unpacker(source: str | None, download: Callable[[str, Path], None], *, directory: Path) -> Path:
-    """The pixi-pack zipapp to embed in a self-extracting environment.
-
-    ``source`` is ``--pixi-unpack-source``: a path, or a URL fetched with ``download(url, destination)``
-    (so mirrors and authentication apply) that may end in ``#sha256=<hex>`` to be verified. Without it,
-    the ``.pyz`` this process runs from. A downloaded file goes into ``directory``, which the caller
-    owns and removes.
-    """
-    if source is None:
-        path = running_zipapp()
-        if path is None:
-            msg = (
-                "--create-executable embeds the pixi-pack zipapp, and this pixi-pack does not run from one: "
-                "pass --pixi-unpack-source dist/pixi-pack.pyz (`make zipapp` builds it) or a URL of one"
-            )
-            raise PixiPackError(msg)
-    elif is_url(source):
-        path = _download_unpacker(source, download, directory)
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            msg = f"--pixi-unpack-source {source}: no such file"
-            raise PixiPackError(msg)
-    _check_zipapp(path, source or str(path))
-    return path
-
-
-def _download_unpacker(url: str, download: Callable[[str, Path], None], directory: Path) -> Path:
-    location, fragment = urldefrag(url)
-    expected = None
-    if fragment:
-        match = re.fullmatch(r"sha256=([0-9a-fA-F]{64})", fragment)
-        if match is None:
-            msg = f"--pixi-unpack-source {url}: the only fragment understood is #sha256=<64 hex digits>"
-            raise PixiPackError(msg)
-        expected = match.group(1).lower()
-    name = location.rstrip("/").rsplit("/", 1)[-1] or "pixi-pack.pyz"
-    path = directory / name
-    download(location, path)
-    if expected is not None:
-        actual = hash_file(path).sha256
-        if actual != expected:
-            msg = f"--pixi-unpack-source {location}: sha256 mismatch (expected {expected})"
-            raise IntegrityError(msg)
-    return path
-
-
-def _check_zipapp(path: Path, what: str) -> None:
-    """Refuse anything but a plain pixi-pack zipapp (a native pixi-unpack binary, a self-extracting file)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            first = min((info.header_offset for info in archive.infolist()), default=0)
-    except (zipfile.BadZipFile, OSError) as exc:
-        msg = f"--pixi-unpack-source {what}: not a pixi-pack zipapp (.pyz): {exc}"
-        raise PixiPackError(msg) from exc
-    if "__main__.py" not in names or "site-packages/pixi_pack/cli.py" not in names:
-        msg = f"--pixi-unpack-source {what}: a zip file, but not a pixi-pack zipapp (.pyz)"
-        raise PixiPackError(msg)
-    if first > 4096:
-        msg = (
-            f"{what} is a self-extracting environment, not a pixi-pack zipapp: "
-            "pass --pixi-unpack-source with the pixi-pack .pyz to embed"
-        )
-        raise PixiPackError(msg)
