@@ -588,12 +588,18 @@ def _big_package(channel: Path, index: int) -> tuple[BuiltPackage, dict[str, int
     return package, _stats(files)
 
 
-def write_project(folder: Path, packages: Sequence[BuiltPackage], channel_url: str) -> Path:
-    """A pixi project (pixi.toml and pixi.lock, v6) locking ``packages`` from the channel at ``channel_url``."""
+def write_project(
+    folder: Path, packages: Sequence[BuiltPackage], channel_url: str, platform: str = "linux-64"
+) -> Path:
+    """A pixi project (pixi.toml and pixi.lock, v6) locking ``packages`` from the channel at ``channel_url``.
+
+    Another ``platform`` locks the same packages under that name: the pack is the same bytes, in the form
+    of that platform (``win-64``: ``environment.ps1``/``.cmd``).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pixi.toml").write_text(
-        f'[workspace]\nname = "bench"\nchannels = ["{channel_url}"]\nplatforms = ["linux-64"]\n'
+        f'[workspace]\nname = "bench"\nchannels = ["{channel_url}"]\nplatforms = ["{platform}"]\n'
     )
     entries = [conda(p, channel_url) for p in packages]
-    write_lock(folder / "pixi.lock", {"default": {"linux-64": entries}}, [channel_url])
+    write_lock(folder / "pixi.lock", {"default": {platform: entries}}, [channel_url])
     return folder

@@ -68,7 +68,7 @@ SMOKE_TEST = (
     "import numpy, scipy.linalg, pandas, matplotlib, ssl, ctypes; matplotlib.use('agg'); "
     "import matplotlib.pyplot; print(numpy.linalg.inv(numpy.eye(3)).sum())"
 )
-ITEMS = ("unpack", "verify", "pack", "selfextract", "startup")
+ITEMS = ("unpack", "verify", "pack", "selfextract", "windows", "startup")
 
 
 class BenchError(Exception):
@@ -468,6 +468,79 @@ def bench_selfextract(ctx: Context, log: Callable[[str], None]) -> list[Row]:
     return rows
 
 
+def bench_windows(ctx: Context, log: Callable[[str], None]) -> list[Row]:
+    """win-64 self-extractors of the same packages: ``environment.cmd`` (raw tar) against ``environment.ps1``
+    (base64), by size, and ``python3 environment.cmd`` against pixi-unpack of the tar, by time and peak RSS.
+
+    PowerShell cannot run here, so the ``.ps1`` is measured by its size only.
+    """
+    which = "base" if ctx.quick else "big"
+    if not PYZ.exists():
+        return [Row("win-64 self-extractors", "-", "-", "not available", "-", None, {"why": ctx.pyz_error})]
+    project = corpus.write_project(
+        WORK / "projects" / f"{which}-win", ctx.packages(which), ctx.channel_url, platform="win-64"
+    )
+    outputs = {form: WORK / f"{which}-win.{form}" for form in ("tar", "cmd", "ps1")}
+    for form, output in outputs.items():
+        log(f"packing the {which} set for win-64 -> {output.relative_to(REPO)}")
+        command: list[str | Path] = [BIN / "pixi-pack", project, "-p", "win-64", "-o", output, "-q"]
+        if form != "tar":
+            command += ["--create-executable", "--pixi-unpack-source", PYZ]
+        run_process(command)
+    sizes = {form: output.stat().st_size for form, output in outputs.items()}
+    pyz_size = PYZ.stat().st_size
+    stub = sizes["cmd"] - sizes["tar"] - pyz_size
+    rows = [
+        Row(
+            f"win-64 self-extractor size ({sizes['tar'] / 1e6:.0f} MB pack)",
+            f"environment.cmd {sizes['cmd'] / 1e6:.0f} MB",
+            f"environment.ps1 {sizes['ps1'] / 1e6:.0f} MB",
+            f"{sizes['cmd'] / sizes['ps1']:.2f}x",
+            "tar + pyz + stub",
+            0 < stub < 16 << 10,
+            {"bytes": sizes, "pyz_bytes": pyz_size, "cmd_stub_bytes": stub},
+        )
+    ]
+    env = {**os.environ, "SHIV_ROOT": str(WORK / "shiv")}
+    flags = ["--ignore-platform", "-e", "env", "-q"]
+
+    def plain(folder: Path) -> Sample:
+        return run_process([BIN / "pixi-unpack", outputs["tar"], "-o", folder, *flags])
+
+    def cmd(folder: Path) -> Sample:
+        return run_process([BASE_PYTHON, outputs["cmd"], "-o", folder, *flags], env=env)
+
+    log(
+        f"python3 environment.cmd vs pixi-unpack, {sizes['tar'] / 1e6:.0f} MB win-64 pack ({ctx.runs} runs each)"
+    )
+    references, subjects = interleave(ctx.runs, plain, cmd)
+    rows.append(
+        ratio_row(
+            f"python3 environment.cmd ({sizes['tar'] / 1e6:.0f} MB)",
+            "environment.cmd",
+            "pixi-unpack",
+            references,
+            subjects,
+            1.1,
+        )
+    )
+    rss, reference_rss = peak_rss(subjects), peak_rss(references)
+    rows.append(
+        Row(
+            "environment.cmd peak RSS",
+            f"python3 environment.cmd {rss:.0f} MB",
+            f"pixi-unpack {reference_rss:.0f} MB",
+            f"{rss:.0f} MB",
+            "<= 150 MB",
+            rss <= 150,
+            {"subject_max_rss_mb": rss, "reference_max_rss_mb": reference_rss},
+        )
+    )
+    for output in outputs.values():
+        output.unlink()
+    return rows
+
+
 def _scratches(count: int) -> Iterator[Path]:
     for _ in range(count):
         with scratch() as folder:
@@ -602,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    want_big = not args.quick and ("selfextract" in only or "pack" in only)
+    want_big = not args.quick and bool({"selfextract", "windows", "pack"} & set(only))
     built = corpus.build_corpus(big=want_big, log=log)
     byte_compile(log)
     shutil.rmtree(WORK, ignore_errors=True)
@@ -610,7 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Row] = []
     with serve(corpus.CORPUS) as url:
         ctx = Context(built, url, runs, args.quick)
-        if "selfextract" in only or "startup" in only:
+        if {"selfextract", "windows", "startup"} & set(only):
             ctx.pyz_error = build_pyz(log)
         make_packs(ctx, ["base", "big"] if want_big else ["base"], log)
         benches: dict[str, Callable[[Context, Callable[[str], None]], list[Row]]] = {
@@ -618,6 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "verify": bench_verify,
             "pack": bench_pack,
             "selfextract": bench_selfextract,
+            "windows": bench_windows,
             "startup": bench_startup,
         }
         for item in only:
