@@ -355,3 +355,13 @@ def test_a_big_ps1_recommends_environment_cmd(
         err = capsys.readouterr().err
         assert ("warning: environment.ps1 holds the pack" in err) is warned, err
         assert ("-o environment.cmd writes the same self-extractor" in err) is warned
+
+
+def test_a_bat_name_gets_the_batch_stub(win_pack: Path, tmp_path: Path) -> None:
+    """``-o NAME.bat`` is honoured: the batch self-extractor under that name, as ``.cmd`` gets it."""
+    project = win_pack.parent.parent / "project"
+    out = tmp_path / "Install Me.BAT"
+    args = [str(project), "-p", "win-64", "--create-executable", "-o", str(out)]
+    assert pack_main([*args, "--pixi-unpack-source", str(zipapp_path())]) == 0
+    assert out.read_bytes().startswith(b"@echo off\r\n")
+    assert selfextract.stub_payload_args(out) == selfextract.stub_payload_args(win_pack)
