@@ -154,6 +154,11 @@ def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
         f"(default: {default_shell(current_subdir())} here: bash on Unix, cmd on Windows)",
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing environment folder with a fresh install of the pack, once it is complete",
+    )
+    parser.add_argument(
         "--ignore-platform",
         action="store_true",
         help="unpack a pack made for another platform (e.g. to build an image for it), with a warning",

@@ -285,6 +285,7 @@ def _unpack(args: argparse.Namespace) -> None:
         payload_sha256=args.payload_sha256,
         ignore_platform=args.ignore_platform,
         ignore_virtual_packages=args.ignore_virtual_packages,
+        force=args.force,
     )
     if args.json and not args.list:
         msg = "--json goes with --list"

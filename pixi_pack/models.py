@@ -183,6 +183,9 @@ class UnpackOptions:
     """Unpack a pack made for another platform (with a warning) instead of refusing it."""
     ignore_virtual_packages: bool = False
     """Skip the check that this host has the virtual packages (``__glibc`` ...) the packages need."""
+    force: bool = False
+    """Replace an existing environment folder (one with ``conda-meta/``) with a fresh install of the pack,
+    once the new one is complete."""
 
 
 @dataclass(frozen=True)

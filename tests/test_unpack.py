@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 from builders import PLACEHOLDER, BuiltPackage, binary_prefix, build_package, write_channel
-from conftest import Channel, HttpServer
+from conftest import Channel, HttpServer, prefix_tree
 from lockfiles import conda, write_lock
 
 from pixi_pack.cli import pack_main, unpack_main
+from pixi_pack.io import tempfiles
 from pixi_pack.platforms import current_subdir
 
 pytestmark = pytest.mark.skipif(current_subdir() != "linux-64", reason="end-to-end tests run on linux-64")
@@ -246,4 +247,69 @@ def test_a_second_environment_takes_the_activation_script_over_and_says_so(
     assert f"CONDA_PREFIX={out / 'env2'}" in (out / "activate.sh").read_text()
     assert (out / "env" / "share").is_dir()  # the first environment stays
     err = _fails([str(tar), "-o", str(out), "-e", "env2"], capsys)
-    assert "already exists and is not empty (pixi-unpack never replaces a folder)" in err
+    assert "already exists and is not empty: pass --force to replace it" in err
+
+
+# --- --force ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two renames"])
+def test_force_replaces_an_environment_once_the_new_one_is_complete(
+    tmp_path: Path,
+    served_channel: str,
+    channel: Channel,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    exchange: bool,
+) -> None:
+    if not exchange:
+        monkeypatch.setattr(tempfiles, "_exchange", lambda a, b: False)
+    first = _pack(tmp_path / "a", served_channel, [channel.packages["hello-data"]])
+    second = _pack(
+        tmp_path / "b", served_channel, [channel.packages["hello"], channel.packages["hello-data"]]
+    )
+    out = tmp_path / "out"
+    assert unpack_main([str(first), "-o", str(out)]) == 0
+    (out / "env" / "mine.txt").write_text("mine")
+    assert unpack_main([str(second), "-o", str(out), "--force"]) == 0
+    assert f"replaced the environment that was at {out / 'env'} (--force)" in capsys.readouterr().err
+    assert not (out / "env" / "mine.txt").exists()  # a fresh install, not a merge
+    names = {
+        channel.packages[n].file_name.rsplit(".", 2)[0]
+        if channel.packages[n].file_name.endswith(".tar.bz2")
+        else channel.packages[n].file_name.rsplit(".", 1)[0]
+        for n in ("hello", "hello-data")
+    }
+    assert {p.stem for p in (out / "env" / "conda-meta").glob("*.json")} == names
+    assert sorted(p.name for p in out.iterdir()) == ["activate.sh", "env"]  # nothing left beside it
+
+
+def test_force_keeps_the_old_environment_when_the_new_one_fails(
+    tmp_path: Path, served_channel: str, channel: Channel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tar = _pack(tmp_path, served_channel, [channel.packages["hello-data"]])
+    out = tmp_path / "out"
+    assert unpack_main([str(tar), "-o", str(out)]) == 0
+    before = prefix_tree(out / "env")
+    broken = tmp_path / "broken.tar"
+    data = bytearray(tar.read_bytes())
+    data[-20000:-10000] = bytes(10000)  # damages a package
+    broken.write_bytes(bytes(data))
+    assert unpack_main([str(broken), "-o", str(out), "--force"]) == 1
+    assert prefix_tree(out / "env") == before
+    assert sorted(p.name for p in out.iterdir()) == ["activate.sh", "env"]
+
+
+def test_force_replaces_only_environments(
+    tmp_path: Path, served_channel: str, channel: Channel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tar = _pack(tmp_path, served_channel, [channel.packages["hello-data"]])
+    out = tmp_path / "out"
+    (out / "env").mkdir(parents=True)
+    (out / "env" / "thesis.tex").write_text("years of work")
+    err = _fails([str(tar), "-o", str(out), "--force"], capsys)
+    assert "is not an environment (it has no conda-meta folder): --force only replaces environments" in err
+    assert (out / "env" / "thesis.tex").read_text() == "years of work"
+    (out / "other").write_text("a file")
+    err = _fails([str(tar), "-o", str(out), "-e", "other", "--force"], capsys)
+    assert "already exists as a link or a file" in err

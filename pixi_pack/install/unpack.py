@@ -86,12 +86,7 @@ def unpack(
     """
     output_dir = options.output_directory.resolve()
     prefix = output_dir / options.env_name
-    if prefix.is_symlink() or (prefix.exists() and (not prefix.is_dir() or any(prefix.iterdir()))):
-        msg = (
-            f"environment folder {prefix} already exists and is not empty (pixi-unpack never replaces a "
-            f"folder): remove it, or choose another --env-name or --output-directory"
-        )
-        raise PixiPackError(msg)
+    _check_prefix(prefix, force=options.force)
     created: list[Path] = []
     try:
         with ExitStack() as cleanup:
@@ -104,6 +99,28 @@ def unpack(
     except BaseException:
         _remove_created(created)
         raise
+
+
+def _check_prefix(prefix: Path, *, force: bool) -> None:
+    """Refuse an environment folder that is in the way: anything but a missing or empty folder, or with
+    ``force`` an environment (a folder with ``conda-meta/``), which is replaced at the end."""
+    if prefix.is_symlink() or (prefix.exists() and not prefix.is_dir()):
+        msg = f"environment folder {prefix} already exists as a link or a file: remove it, or choose another --env-name"
+        raise PixiPackError(msg)
+    if not prefix.is_dir() or not any(prefix.iterdir()):
+        return
+    if not force:
+        msg = (
+            f"environment folder {prefix} already exists and is not empty: pass --force to replace it "
+            f"with this pack's environment, remove it, or choose another --env-name or --output-directory"
+        )
+        raise PixiPackError(msg)
+    if not (prefix / "conda-meta").is_dir() or (prefix / "conda-meta").is_symlink():
+        msg = (
+            f"{prefix} is not an environment (it has no conda-meta folder): --force only replaces "
+            "environments; remove it yourself, or choose another --env-name or --output-directory"
+        )
+        raise PixiPackError(msg)
 
 
 def _unpack_into(
@@ -145,13 +162,26 @@ def _unpack_into(
         _carry_activation(reader, build_dir)
     # A new folder's mode, not mkdtemp's 0700: an environment in /opt is shared.
     build_dir.chmod(0o777 & ~tempfiles.umask())
-    if prefix.is_dir():
-        prefix.rmdir()
-    os.replace(build_dir, prefix)
+    old = None
+    if prefix.is_dir() and any(prefix.iterdir()):  # --force: checked by _check_prefix
+        # The old environment goes where the new one was built, which the cleanup removes.
+        old = tempfiles.swap_in(build_dir, prefix, options.env_name)
+        if old != build_dir:
+            cleanup.callback(shutil.rmtree, old, ignore_errors=True)
+        logger.info("replaced the environment that was at %s (--force)", prefix)
+    else:
+        if prefix.is_dir():
+            prefix.rmdir()
+        os.replace(build_dir, prefix)
     try:
         script = write_activation_script(output_dir, prefix, platform, options.shell)
     except BaseException:
-        shutil.rmtree(prefix, ignore_errors=True)
+        if old is None:
+            shutil.rmtree(prefix, ignore_errors=True)
+        else:  # put the old environment back; the new one goes with the cleanup
+            cleanup.callback(
+                shutil.rmtree, tempfiles.swap_in(old, prefix, options.env_name), ignore_errors=True
+            )
         raise
     logger.info("unpacked %d packages into %s; activate it with %s", len(packages), prefix, script)
 

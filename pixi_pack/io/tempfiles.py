@@ -9,9 +9,11 @@ way a file is written whole and renamed into place.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -84,6 +86,46 @@ def create_dir(directory: Path | None, tag: str, suffix: str = ".partial") -> Pa
     """Create an empty folder (mode 0700) in ``directory`` (None: the system's temporary folder) under a
     fresh name; the caller owns it."""
     return Path(tempfile.mkdtemp(prefix=_prefix(tag), suffix=suffix, dir=directory))
+
+
+def swap_in(new: Path, target: Path, tag: str) -> Path:
+    """Put the folder ``new`` at ``target``, where a folder already is; return where the old one is now.
+
+    On Linux the two are exchanged in one step (``renameat2(RENAME_EXCHANGE)``), so ``target`` is always
+    a complete folder, the old one or the new one, and the old one ends up at ``new``. Elsewhere, or where
+    the file system cannot exchange, the old folder is first renamed to a fresh temporary sibling tagged
+    ``tag`` (which :func:`remove_stale` removes if this process dies before the caller does). The caller
+    removes the folder returned.
+    """
+    if _exchange(new, target):
+        return new
+    aside = create_dir(target.parent, tag, suffix=".old")
+    os.replace(target, aside)  # over the empty folder just made
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside, target)
+        raise
+    return aside
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Exchange two paths atomically; ``False`` where this system or file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(error, os.strerror(error), str(b))
 
 
 def _alive(pid: int) -> bool:
