@@ -71,6 +71,14 @@ def build_pack_parser(prog: str = "pixi-pack") -> argparse.ArgumentParser:
         help="add a conda package (.conda, .tar.bz2) or a wheel to the pack; one per flag, repeatable",
     )
     parser.add_argument(
+        "--base",
+        type=Path,
+        default=None,
+        metavar="BASE",
+        help="write a delta pack: only the conda packages that BASE (an earlier pack, or its pixi-pack.json) "
+        "lacks; pixi-unpack applies it to the environment unpacked from BASE",
+    )
+    parser.add_argument(
         "--ignore-pypi-non-wheel",
         action="store_true",
         help="skip PyPI source distributions instead of failing",
@@ -152,6 +160,11 @@ def build_unpack_parser(prog: str = "pixi-unpack") -> argparse.ArgumentParser:
         metavar="SHELL",
         help=f"shell of the activation script: {', '.join(sorted(SHELLS))} "
         f"(default: {default_shell(current_subdir())} here: bash on Unix, cmd on Windows)",
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="update an existing environment in place to the pack's packages (a delta pack always does)",
     )
     parser.add_argument(
         "--force",

@@ -189,6 +189,7 @@ def pack_options_from_args(args: argparse.Namespace) -> PackOptions:
         list_contents=args.sbom is not None,
         from_prefix=args.from_prefix,
         package_dirs=_package_dirs(args.pkgs_dir, args.from_prefix) if args.from_prefix else (),
+        base=args.base,
     )
 
 
@@ -286,6 +287,7 @@ def _unpack(args: argparse.Namespace) -> None:
         ignore_platform=args.ignore_platform,
         ignore_virtual_packages=args.ignore_virtual_packages,
         force=args.force,
+        update=args.update,
     )
     if args.json and not args.list:
         msg = "--json goes with --list"

@@ -12,6 +12,8 @@ PACK_FORMAT_VERSION = "1"
 
 # Names inside a pack (the tar, or the folder written with --directory-only).
 METADATA_FILE = "pixi-pack.json"
+INSTALLER_NAME = "pixi-unpack"
+"""What ``<dist-info>/INSTALLER`` of the wheels pixi-unpack installs says, as pip writes ``pip``."""
 ENVIRONMENT_FILE = "environment.yml"
 CHANNEL_DIR = "channel"
 PYPI_DIR = "pypi"
@@ -160,6 +162,8 @@ class PackOptions:
     """Pack the environment installed here instead of a lockfile's (``platform`` ``""``: its records')."""
     package_dirs: tuple[Path, ...] = ()
     """With ``from_prefix``: the folders to find its archives in, in order."""
+    base: Path | None = None
+    """Write a delta pack against this earlier pack (or its ``pixi-pack.json``): only the archives it lacks."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,8 @@ class UnpackOptions:
     force: bool = False
     """Replace an existing environment folder (one with ``conda-meta/``) with a fresh install of the pack,
     once the new one is complete."""
+    update: bool = False
+    """Update an existing environment in place to the pack's packages (a delta pack always does)."""
 
 
 @dataclass(frozen=True)

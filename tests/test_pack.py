@@ -18,6 +18,7 @@ from lockfiles import conda, conda_at, write_lock
 
 from pixi_pack.cli import pack_main
 from pixi_pack.errors import PixiPackError
+from pixi_pack.formats.channel import environment_sha256
 from pixi_pack.models import PackOptions
 from pixi_pack.pack.assemble import pack
 
@@ -77,6 +78,9 @@ def test_pack_layout(tmp_path: Path, served_channel: str, channel: Channel, vers
             "conda-urls": {
                 f"{p.subdir}/{p.file_name}": f"{served_channel}/{p.subdir}/{p.file_name}" for p in packages
             },
+            # What a delta pack against this one may leave out, and the environment's identity.
+            "conda-sha256": {f"{p.subdir}/{p.file_name}": p.sha256 for p in packages},
+            "environment-sha256": environment_sha256(p.sha256 for p in packages),
         }
         env = yaml.safe_load(read("environment.yml"))
         assert env == {

@@ -247,7 +247,7 @@ def test_a_second_environment_takes_the_activation_script_over_and_says_so(
     assert f"CONDA_PREFIX={out / 'env2'}" in (out / "activate.sh").read_text()
     assert (out / "env" / "share").is_dir()  # the first environment stays
     err = _fails([str(tar), "-o", str(out), "-e", "env2"], capsys)
-    assert "already exists and is not empty: pass --force to replace it" in err
+    assert "already exists and is not empty: pass --update to update it" in err
 
 
 # --- --force ---------------------------------------------------------------------------------------------
@@ -308,7 +308,10 @@ def test_force_replaces_only_environments(
     (out / "env").mkdir(parents=True)
     (out / "env" / "thesis.tex").write_text("years of work")
     err = _fails([str(tar), "-o", str(out), "--force"], capsys)
-    assert "is not an environment (it has no conda-meta folder): --force only replaces environments" in err
+    assert (
+        "is not an environment (it has no conda-meta folder): --force and --update only take environments"
+        in err
+    )
     assert (out / "env" / "thesis.tex").read_text() == "years of work"
     (out / "other").write_text("a file")
     err = _fails([str(tar), "-o", str(out), "-e", "other", "--force"], capsys)

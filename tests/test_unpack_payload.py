@@ -14,6 +14,7 @@ from lockfiles import conda, write_lock
 
 from pixi_pack.cli import pack_main, unpack_main
 from pixi_pack.errors import IntegrityError, PixiPackError
+from pixi_pack.install import payload as payload_module
 from pixi_pack.install import unpack as unpack_module
 from pixi_pack.install.unpack import unpack
 from pixi_pack.io.hashing import hash_file_range
@@ -157,7 +158,7 @@ def test_interrupt_stops_the_hash_and_leaves_nothing(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(unpack_module, "hash_file_range", hash_until_stopped)
+    monkeypatch.setattr(payload_module, "hash_file_range", hash_until_stopped)
     monkeypatch.setattr(unpack_module, "install_packages", interrupted)
     with pytest.raises(KeyboardInterrupt):
         unpack(options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +26,15 @@ PYPI_SHA256_KEY = "pypi-sha256"
 #: under ``channel/`` (``linux-64/zlib-1.3.1-hb9d3cd8_2.conda``), so that conda-meta can keep it.
 CONDA_URLS_KEY = "conda-urls"
 _URL_LIMIT = 4096
+
+#: The key of ``pixi-pack.json`` that holds each conda package's digest (:func:`package_digest`), by its
+#: path under ``channel/``: what a delta pack against this one can leave out, even given this file alone.
+CONDA_DIGESTS_KEY = "conda-sha256"
+#: The key of the environment's identity (:func:`environment_sha256` of those digests).
+ENVIRONMENT_KEY = "environment-sha256"
+#: In a delta pack: the identity of the environment it updates. Its presence makes a pack a delta.
+BASE_KEY = "base-environment-sha256"
+_DIGEST = re.compile(r"[0-9a-f]{64}|md5:[0-9a-f]{32}")
 
 #: conda reads repodata records of this version; the records we write are plain PackageRecords.
 REPODATA_VERSION = 1
@@ -52,6 +62,22 @@ def repodata_files(packages: Iterable[CondaPackage], platform: str) -> dict[str,
         }
         files[subdir] = _dumps(repodata)
     return files
+
+
+def package_digest(record: Mapping[str, Any]) -> str:
+    """What identifies a conda package: its sha256, or ``md5:<md5>`` for a record that has only that."""
+    sha256 = record.get("sha256")
+    return str(sha256).lower() if sha256 else f"md5:{str(record.get('md5') or '').lower()}"
+
+
+def environment_sha256(digests: Iterable[str]) -> str:
+    """The identity of an environment: the sha256 of its packages' digests, sorted, a line each.
+
+    pixi-pack writes it for every pack; pixi-unpack computes it from an environment's conda-meta to
+    check that a delta pack applies to it.
+    """
+    text = "".join(f"{digest}\n" for digest in sorted(digests))
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def parse_repodata(text: str, source: str) -> dict[str, dict[str, Any]]:
@@ -98,9 +124,12 @@ def metadata_json(
     metadata: PackMetadata,
     pypi_sha256: Mapping[str, str] | None = None,
     conda_urls: Mapping[str, str] | None = None,
+    conda_digests: Mapping[str, str] | None = None,
+    base: str | None = None,
 ) -> str:
-    """``pixi-pack.json``; with wheels, also their sha256 by file name under ``pypi-sha256``, and where
-    the conda packages came from under ``conda-urls``.
+    """``pixi-pack.json``; with wheels, also their sha256 by file name under ``pypi-sha256``; where the
+    conda packages came from under ``conda-urls``; their digests under ``conda-sha256`` and the
+    environment's identity; for a delta pack, the identity of the environment it updates.
 
     Upstream's pixi-unpack ignores keys it does not know, so these cost it nothing.
     """
@@ -111,6 +140,11 @@ def metadata_json(
     }
     if conda_urls:
         data[CONDA_URLS_KEY] = dict(conda_urls)
+    if conda_digests is not None:
+        data[CONDA_DIGESTS_KEY] = dict(conda_digests)
+        data[ENVIRONMENT_KEY] = environment_sha256(conda_digests.values())
+    if base is not None:
+        data[BASE_KEY] = base
     if pypi_sha256:
         data[PYPI_SHA256_KEY] = dict(pypi_sha256)
     return _dumps(data)
@@ -161,6 +195,31 @@ def parse_pypi_sha256(text: str) -> dict[str, str] | None:
         msg = f"malformed pixi-pack.json: {PYPI_SHA256_KEY} must map wheel file names to sha256 hex digests"
         raise ArchiveError(msg)
     return {k: v.lower() for k, v in value.items()}
+
+
+def parse_identity(text: str) -> tuple[dict[str, str] | None, str | None]:
+    """The conda package digests of a ``pixi-pack.json`` (``None`` if it has none: an older pack) and,
+    for a delta pack, the identity of the environment it updates."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, Mapping):
+            raise ValueError("not a JSON object")
+    except (ValueError, RecursionError) as exc:
+        msg = f"malformed pixi-pack.json: {exc}"
+        raise ArchiveError(msg) from exc
+    digests, base = data.get(CONDA_DIGESTS_KEY), data.get(BASE_KEY)
+    if digests is not None and (
+        not isinstance(digests, dict)
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and _DIGEST.fullmatch(v) for k, v in digests.items()
+        )
+    ):
+        msg = f"malformed pixi-pack.json: {CONDA_DIGESTS_KEY} must map package paths to sha256 hex digests"
+        raise ArchiveError(msg)
+    if base is not None and (not isinstance(base, str) or re.fullmatch(r"[0-9a-f]{64}", base) is None):
+        msg = f"malformed pixi-pack.json: {BASE_KEY} must be a sha256 hex digest"
+        raise ArchiveError(msg)
+    return (None if digests is None else dict(digests)), base
 
 
 def parse_metadata(text: str) -> PackMetadata:

@@ -38,20 +38,28 @@ _METADATA_LIMIT = 4 << 20
 _REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 
 
-def pack_packages(reader: PackReader) -> tuple[list[PackageSource], list[str]]:
-    """Every conda package of the pack that has a ``repodata.json`` record, by file name, and what does
-    not pair up (a record without its file, a file without its record)."""
-    names = reader.names()
-    files = [n for n in names if n.startswith(f"{CHANNEL_DIR}/") and n.endswith(CONDA_EXTENSIONS)]
+def pack_records(reader: PackReader) -> dict[str, dict[str, object]]:
+    """The ``repodata.json`` record of every conda package the pack lists, by its path in the pack."""
     records: dict[str, dict[str, object]] = {}
-    for name in names:
+    for name in reader.names():
         path = PurePosixPath(name)
         if len(path.parts) == 3 and path.parts[0] == CHANNEL_DIR and path.name == REPODATA_FILE:
             for file_name, record in parse_repodata(reader.read_text(name), name).items():
                 records[f"{CHANNEL_DIR}/{path.parts[1]}/{file_name}"] = record
+    return records
+
+
+def pack_packages(reader: PackReader, *, delta: bool = False) -> tuple[list[PackageSource], list[str]]:
+    """Every conda package of the pack that has a ``repodata.json`` record, by file name, and what does
+    not pair up (a record without its file, a file without its record). A ``delta`` pack lists packages
+    it leaves out, which are not problems."""
+    names = reader.names()
+    files = [n for n in names if n.startswith(f"{CHANNEL_DIR}/") and n.endswith(CONDA_EXTENSIONS)]
+    records = pack_records(reader)
     problems = [
         f"the pack is incomplete: {n} is listed in repodata.json but missing"
         for n in sorted(set(records) - set(files))
+        if not delta
     ]
     problems += [
         f"the pack is inconsistent: {n} is not listed in its repodata.json"

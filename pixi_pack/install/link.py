@@ -18,10 +18,12 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pixi_pack.errors import ArchiveError, InstallError, IntegrityError, PixiPackError
@@ -32,7 +34,7 @@ from pixi_pack.install.plan import PackagePlan, plan_install
 from pixi_pack.install.tree import TreeWriter
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import PackageSource
-from pixi_pack.platforms import is_windows
+from pixi_pack.platforms import PythonInfo, is_windows
 
 logger = logging.getLogger("pixi_pack")
 
@@ -48,6 +50,8 @@ def install_packages(
     on_installed: Callable[[PackageSource], None] | None = None,
     tuning: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     zstd: Decompressor | None = None,
+    python: PythonInfo | None = None,
+    placement: Callable[[Sequence[PackagePlan]], Sequence[Mapping[str, str]]] | None = None,
 ) -> None:
     """Install ``packages`` into ``build_dir`` as if it were ``target_prefix``.
 
@@ -63,6 +67,10 @@ def install_packages(
     :func:`pixi_pack.cli.tuned_interpreter`, which changes process-wide interpreter settings, so a
     library caller decides for itself. ``zstd`` decompresses ``.conda`` payloads (by default a
     :class:`~pixi_pack.io.zstd.Decompressor` of this call).
+
+    An update installs only some of an environment's packages: ``python`` is the environment's python
+    when it is not among them, and ``placement`` gives each package's ``installed`` mapping (prefix path ->
+    where its copy goes) of each of them, decided over the whole environment's clobbers.
     """
     made_build_dir = not build_dir.exists()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +88,8 @@ def install_packages(
                 verify=verify,
                 on_installed=on_installed,
                 zstd=zstd or Decompressor(),
+                python=python,
+                placement=placement,
             )
     except BaseException:
         _undo(build_dir, made_build_dir)
@@ -108,6 +118,8 @@ def _install(
     verify: Callable[[PackageSource], None] | None,
     on_installed: Callable[[PackageSource], None] | None,
     zstd: Decompressor,
+    python: PythonInfo | None,
+    placement: Callable[[Sequence[PackagePlan]], Sequence[Mapping[str, str]]] | None,
 ) -> None:
     def load(source: PackageSource) -> Package:
         if verify is not None:
@@ -115,7 +127,11 @@ def _install(
         return load_package(source, zstd=zstd)
 
     with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
-        plan = plan_install(_run_all(pool, packages, load), platform)
+        plan = plan_install(_run_all(pool, packages, load), platform, python=python)
+        if placement is not None:
+            places = placement(plan.packages)
+            plans = [replace(p, installed=MappingProxyType(dict(m))) for p, m in zip(plan.packages, places)]
+            plan = replace(plan, packages=tuple(plans))
         _warn_link_scripts(plan.packages, platform)
         writer = TreeWriter(build_dir, set())
         target = Target(

@@ -49,9 +49,14 @@ class InstallPlan:
     platform: str
 
 
-def plan_install(packages: Sequence[Package], platform: str) -> InstallPlan:
-    """Decide where every file of ``packages`` goes in a ``platform`` prefix, before anything is written."""
-    python = environment_python(packages, platform)
+def plan_install(
+    packages: Sequence[Package], platform: str, *, python: PythonInfo | None = None
+) -> InstallPlan:
+    """Decide where every file of ``packages`` goes in a ``platform`` prefix, before anything is written.
+
+    ``python`` is the environment's python where it is not among ``packages`` (an update that keeps it).
+    """
+    python = python or environment_python(packages, platform)
     by_name = _by_unique_name(packages)
     order = sort_topologically(
         sorted(by_name),

@@ -25,10 +25,8 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +35,17 @@ from typing import BinaryIO
 from pixi_pack.errors import ArchiveError, IntegrityError, PixiPackError
 from pixi_pack.formats.activation import activation_json, parse_activation_json
 from pixi_pack.formats.archive import PackReader
-from pixi_pack.formats.channel import parse_metadata, parse_pypi_sha256
+from pixi_pack.formats.channel import parse_identity, parse_metadata, parse_pypi_sha256
 from pixi_pack.formats.listing import pack_packages, wheel_names
 from pixi_pack.install.activate import CARRIED_DIR, write_activation_script
+from pixi_pack.install.journal import JOURNAL, STAGING, complete_pending
 from pixi_pack.install.link import install_packages
+from pixi_pack.install.payload import payload_checked
 from pixi_pack.install.preflight import check_free_space, check_virtual_packages, installed_size, this_host
 from pixi_pack.install.tree import TreeWriter
+from pixi_pack.install.update import commit_update, is_delta, prepare_update
 from pixi_pack.io import tempfiles
-from pixi_pack.io.hashing import Digests, check_digests, hash_file_range, hash_stream
+from pixi_pack.io.hashing import check_digests, hash_stream
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import (
     ACTIVATION_DIR,
@@ -86,7 +87,9 @@ def unpack(
     """
     output_dir = options.output_directory.resolve()
     prefix = output_dir / options.env_name
-    _check_prefix(prefix, force=options.force)
+    if (prefix / JOURNAL).exists() or (prefix / STAGING).exists():
+        complete_pending(prefix)
+    _check_prefix(prefix, force=options.force, update=options.update or is_delta(options))
     created: list[Path] = []
     try:
         with ExitStack() as cleanup:
@@ -101,24 +104,25 @@ def unpack(
         raise
 
 
-def _check_prefix(prefix: Path, *, force: bool) -> None:
+def _check_prefix(prefix: Path, *, force: bool, update: bool) -> None:
     """Refuse an environment folder that is in the way: anything but a missing or empty folder, or with
-    ``force`` an environment (a folder with ``conda-meta/``), which is replaced at the end."""
+    ``force`` or ``update`` an environment (a folder with ``conda-meta/``), replaced or updated."""
     if prefix.is_symlink() or (prefix.exists() and not prefix.is_dir()):
         msg = f"environment folder {prefix} already exists as a link or a file: remove it, or choose another --env-name"
         raise PixiPackError(msg)
     if not prefix.is_dir() or not any(prefix.iterdir()):
         return
-    if not force:
+    if not force and not update:
         msg = (
-            f"environment folder {prefix} already exists and is not empty: pass --force to replace it "
+            f"environment folder {prefix} already exists and is not empty: pass --update to update it to "
+            f"this pack's packages, --force to replace it "
             f"with this pack's environment, remove it, or choose another --env-name or --output-directory"
         )
         raise PixiPackError(msg)
     if not (prefix / "conda-meta").is_dir() or (prefix / "conda-meta").is_symlink():
         msg = (
-            f"{prefix} is not an environment (it has no conda-meta folder): --force only replaces "
-            "environments; remove it yourself, or choose another --env-name or --output-directory"
+            f"{prefix} is not an environment (it has no conda-meta folder): --force and --update only "
+            "take environments; remove it yourself, or choose another --env-name or --output-directory"
         )
         raise PixiPackError(msg)
 
@@ -127,39 +131,39 @@ def _unpack_into(
     options: UnpackOptions, output_dir: Path, prefix: Path, cleanup: ExitStack, run: _Run
 ) -> None:
     path = _pack_path(options, output_dir, cleanup, run.stdin)
-    with _payload_checked(path, options):
+    with payload_checked(path, options):
         reader = PackReader(path, options.payload_offset, options.payload_length)
         platform = _check_metadata(reader, ignore_platform=options.ignore_platform)
-        packages = collect_packages(reader)
-        wheels = wheel_names(reader)
-        if not options.ignore_virtual_packages:
-            check_virtual_packages(packages, this_host())
-        check_free_space(
-            output_dir,
-            sum(int(str(p.record.get("size") or 0)) for p in packages) + sum(reader.size(w) for w in wheels),
-            lambda: installed_size(packages, zstd=run.zstd, wheel_sizes=lambda: _wheel_bytes(reader, wheels)),
-        )
-        wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
-        if wheels or wheel_sha256:
-            # Only then: pypa/installer takes longer to import than a small environment to unpack.
-            from pixi_pack.install.wheels import verify_wheels
-
-            verify_wheels(reader, wheels, wheel_sha256)
-        build_dir = _make_build_dir(output_dir, options.env_name, cleanup)
+        base = parse_identity(reader.read_text(METADATA_FILE))[1]
+        existing = prefix.is_dir() and any(prefix.iterdir())
+        if base is not None and (not existing or options.force):
+            msg = (
+                f"this is a delta pack: it updates the environment unpacked from its base (the environment "
+                f"{base}), and {'--force would replace' if existing else 'there is no environment at'} "
+                f"{prefix}; unpack the full pack instead"
+            )
+            raise PixiPackError(msg)
         # With --payload-sha256 the packages are part of the payload, checked before the environment
-        # moves into place: hashing them on their own too would read the same bytes again.
+        # changes: hashing them on their own too would read the same bytes again.
         verify = None if options.payload_sha256 else verify_package
-        _install(
-            reader,
-            packages,
-            wheels,
-            build_dir=build_dir,
-            prefix=prefix,
-            platform=platform,
-            verify=verify,
-            run=run,
-        )
-        _carry_activation(reader, build_dir)
+        if existing and not options.force:
+            prepared = prepare_update(
+                reader,
+                prefix,
+                platform,
+                base=base,
+                verify=verify,
+                carry=lambda folder: _carry_activation(reader, folder),
+                tuning=run.tuning,
+                zstd=run.zstd,
+            )
+        else:
+            build_dir, count = _fresh_install(
+                reader, options, output_dir, prefix, platform, verify, cleanup, run
+            )
+    if existing and not options.force:
+        commit_update(prefix, prepared, output_dir, platform, options.shell)
+        return
     # A new folder's mode, not mkdtemp's 0700: an environment in /opt is shared.
     build_dir.chmod(0o777 & ~tempfiles.umask())
     old = None
@@ -183,7 +187,7 @@ def _unpack_into(
                 shutil.rmtree, tempfiles.swap_in(old, prefix, options.env_name), ignore_errors=True
             )
         raise
-    logger.info("unpacked %d packages into %s; activate it with %s", len(packages), prefix, script)
+    logger.info("unpacked %d packages into %s; activate it with %s", count, prefix, script)
 
 
 @contextmanager
@@ -245,52 +249,45 @@ def _make_build_dir(output_dir: Path, env_name: str, cleanup: ExitStack) -> Path
     return build_dir
 
 
-@contextmanager
-def _payload_checked(path: Path, options: UnpackOptions) -> Iterator[None]:
-    """Check the payload of a self-extracting file against ``--payload-sha256`` while the body runs.
+def _fresh_install(
+    reader: PackReader,
+    options: UnpackOptions,
+    output_dir: Path,
+    prefix: Path,
+    platform: str,
+    verify: Callable[[PackageSource], None] | None,
+    cleanup: ExitStack,
+    run: _Run,
+) -> tuple[Path, int]:
+    """Install the pack into a new temporary sibling of ``prefix``; return it and how many packages it has."""
+    packages = collect_packages(reader)
+    wheels = wheel_names(reader)
+    if not options.ignore_virtual_packages:
+        check_virtual_packages(packages, this_host())
+    check_free_space(
+        output_dir,
+        sum(int(str(p.record.get("size") or 0)) for p in packages) + sum(reader.size(w) for w in wheels),
+        lambda: installed_size(packages, zstd=run.zstd, wheel_sizes=lambda: _wheel_bytes(reader, wheels)),
+    )
+    wheel_sha256 = parse_pypi_sha256(reader.read_text(METADATA_FILE))
+    if wheels or wheel_sha256:
+        # Only then: pypa/installer takes longer to import than a small environment to unpack.
+        from pixi_pack.install.wheels import verify_wheels
 
-    The payload is hashed in a thread beside the body, which reads and installs from it (hashlib and
-    file reads let other threads run), instead of in a pass before anything starts. Leaving the context
-    normally means the digest matched; when the body fails and the digest does not match, the mismatch
-    is raised (from the body's error), as it is the cause. Without ``--payload-sha256``, does nothing.
-    """
-    if not options.payload_sha256:
-        yield
-        return
-    if path.is_dir():
-        msg = f"--payload-sha256 checks the tar of a self-extracting file, and {path} is a folder"
-        raise PixiPackError(msg)
-    offset = options.payload_offset
-    length = path.stat().st_size - offset if options.payload_length is None else options.payload_length
-    stop = threading.Event()
-    with ThreadPoolExecutor(1, thread_name_prefix="pixi-unpack-payload") as pool:
-        hashing = pool.submit(hash_file_range, path, offset, length, stop=stop)
-        try:
-            yield
-        except Exception as exc:
-            mismatch = _payload_mismatch(hashing, path, options.payload_sha256, length)
-            if mismatch is not None:
-                raise mismatch from exc
-            raise
-        except BaseException:
-            stop.set()
-            raise
-        mismatch = _payload_mismatch(hashing, path, options.payload_sha256, length)
-        if mismatch is not None:
-            raise mismatch
-
-
-def _payload_mismatch(hashing: Future[Digests], path: Path, sha256: str, length: int) -> PixiPackError | None:
-    """Waits for the payload's digest: the error to raise if it is not the expected one, else ``None``."""
-    try:
-        digests = hashing.result()
-    except OSError as exc:
-        return PixiPackError(f"could not read {path} to check its sha256: {exc}")
-    try:
-        check_digests(digests, what=f"the pack inside {path}", sha256=sha256, size=length)
-    except IntegrityError as exc:
-        return IntegrityError(f"{exc}: the file is damaged or incomplete, download it again")
-    return None
+        verify_wheels(reader, wheels, wheel_sha256)
+    build_dir = _make_build_dir(output_dir, options.env_name, cleanup)
+    _install(
+        reader,
+        packages,
+        wheels,
+        build_dir=build_dir,
+        prefix=prefix,
+        platform=platform,
+        verify=verify,
+        run=run,
+    )
+    _carry_activation(reader, build_dir)
+    return build_dir, len(packages)
 
 
 def _check_metadata(reader: PackReader, *, ignore_platform: bool) -> str:

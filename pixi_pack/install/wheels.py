@@ -37,16 +37,13 @@ from pixi_pack.formats.package_info import EntryPoint
 from pixi_pack.formats.wheel_tags import Target, host_target, incompatibility, parse_wheel_name
 from pixi_pack.install.entrypoints import entry_point_script, has_launchers, launcher_exe, windows_interpreter
 from pixi_pack.io.hashing import check_digests, hash_stream
-from pixi_pack.models import METADATA_FILE, PYPI_DIR
+from pixi_pack.models import INSTALLER_NAME, METADATA_FILE, PYPI_DIR
 from pixi_pack.platforms import PythonInfo, is_windows
 
 if TYPE_CHECKING:
     from installer.scripts import ScriptSection
 
 logger = logging.getLogger("pixi_pack")
-
-INSTALLER_NAME = "pixi-unpack"
-"""What ``<dist-info>/INSTALLER`` says, as pip writes ``pip``."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,13 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
     conda, wheels = _select_packages(env, options, subdir)
     _check_output(options, stdout)
     files = pack_files(conda, wheels)
+    base = None
+    if options.base is not None:
+        from pixi_pack.pack.delta import left_out, read_base
+
+        base = read_base(options.base)
+        omitted = left_out(conda, base, subdir)
+        files = [f for f in files if f.name not in omitted]
     # Work next to the output, so what is made is renamed into place on the same filesystem.
     staging_parent = options.output.parent if options.output is not None else None
     try:
@@ -76,7 +83,7 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
             pyz = _find_unpacker(options, fetcher, workdir)
             contents = Contents(
                 files=files,
-                metadata=Metadata(conda, wheels, subdir, extra),
+                metadata=Metadata(conda, wheels, subdir, extra, base=base.identity if base else None),
                 fetcher=fetcher,
                 progress=start_progress(conda, files),
                 staging=staging,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pixi_pack import __version__
-from pixi_pack.formats.channel import environment_yml, metadata_json, repodata_files
+from pixi_pack.formats.channel import environment_yml, metadata_json, package_digest, repodata_files
 from pixi_pack.formats.locations import is_url, public_url
 from pixi_pack.models import (
     CHANNEL_DIR,
@@ -83,8 +83,12 @@ class Metadata:
         wheels: Sequence[PypiPackage],
         subdir: str,
         extra: Mapping[str, bytes] | None = None,
+        base: str | None = None,
     ) -> None:
+        """``base``: for a delta pack, the identity of the environment it updates."""
         self._wheel_names = [w.file_name for w in wheels]
+        self._base = base
+        self._conda_digests = {f"{p.subdir}/{p.file_name}": package_digest(p.record) for p in conda}
         self._conda_urls = {
             f"{p.subdir}/{p.file_name}": url
             for p in conda
@@ -105,7 +109,7 @@ class Metadata:
 
     def files(self, wheel_sha256: Mapping[str, str]) -> dict[str, bytes]:
         """Path in the pack -> content; ``pixi-pack.json`` records ``wheel_sha256``."""
-        text = metadata_json(self._metadata, wheel_sha256, self._conda_urls)
+        text = metadata_json(self._metadata, wheel_sha256, self._conda_urls, self._conda_digests, self._base)
         return {METADATA_FILE: text.encode(), **self._fixed}
 
     def sizes(self) -> dict[str, int]:

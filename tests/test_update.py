@@ -1,0 +1,329 @@
+"""Updating an environment in place: ``pixi-unpack --update`` with a full pack, and delta packs.
+
+Every update is checked against the reference: rattler.install of the new package set at the same
+prefix, compared file by file and in conda-meta, as tests/test_link.py compares fresh installs. Kept
+packages must keep their files (same inodes), and a SIGKILL at any step must leave, after the next run,
+the new environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import BuiltPackage, File, build_package, text_prefix
+from lockfiles import conda_at, write_lock
+from test_link import RECORD_FIELDS, installed_tree, paths_data, rattler_install
+
+from pixi_pack.cli import pack_main, unpack_main
+from pixi_pack.install.journal import JOURNAL, STAGING
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_pack(folder: Path, packages: Sequence[BuiltPackage], *extra: str) -> Path:
+    """A pack (tar) of ``packages``, locked by their paths."""
+    project = folder / "project"
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "pixi.toml").write_text("[workspace]\nname = 'update'\n")
+    entries = [conda_at(p, p.path) for p in packages]
+    write_lock(project / "pixi.lock", {"default": {"linux-64": entries}}, ["https://conda.anaconda.org/x"])
+    out = folder / "environment.tar"
+    assert pack_main([str(project), "-p", "linux-64", "-o", str(out), "-q", *extra]) == 0
+    return out
+
+
+def snapshot(prefix: Path) -> tuple[dict[str, tuple[str, str]], dict[str, dict[str, Any]]]:
+    """What two installs must agree on: the tree (without conda-meta) and conda-meta's key fields."""
+    metas = {}
+    for path in sorted((prefix / "conda-meta").glob("*.json")):
+        record = json.loads(path.read_text())
+        metas[path.name] = {
+            **{key: record.get(key) for key in RECORD_FIELDS},
+            "files": sorted(record["files"]),
+            "paths": paths_data(record),
+        }
+    return installed_tree(prefix), metas
+
+
+def reference(packages: Sequence[BuiltPackage], prefix: Path, cache: Path) -> Any:
+    """rattler.install of ``packages`` at ``prefix``, as a snapshot; the prefix is removed afterwards."""
+    rattler_install([p.path for p in packages], prefix, cache)
+    taken = snapshot(prefix)
+    shutil.rmtree(prefix)
+    return taken
+
+
+def inode(path: Path) -> int:
+    return os.lstat(path).st_ino
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, BuiltPackage]:
+    """Packages of an old and a new environment: upgraded, downgraded, removed, added, kept."""
+    out = tmp_path / "pkgs"
+
+    def package(name: str, version: str, files: dict[str, Any], **kwargs: Any) -> BuiltPackage:
+        return build_package(out / f"{name}-{version}", name, version, files=files, **kwargs)
+
+    return {
+        "lib-1": package(
+            "lib", "1.0", {"lib/libx.so.1": "v1", "share/lib/data": text_prefix("@PREFIX@ v1\n")}
+        ),
+        "lib-2": package(
+            "lib", "2.0", {"lib/libx.so.2": "v2", "share/lib/data": text_prefix("@PREFIX@ v2\n")}
+        ),
+        "tool-3": package("tool", "3.0", {"bin/tool": File("#!/bin/sh\necho 3\n", mode=0o755)}),
+        "tool-2": package("tool", "2.0", {"bin/tool": File("#!/bin/sh\necho 2\n", mode=0o755)}),
+        "gone-1": package("gone", "1.0", {"share/gone/a.txt": "a", "share/gone/deep/b.txt": "b"}),
+        "new-1": package("new", "1.0", {"share/new/n.txt": "n"}),
+        "kept-1": package("kept", "1.0", {"share/kept/k.txt": "k", "bin/kept": File("k", mode=0o755)}),
+    }
+
+
+def test_update_matches_a_fresh_rattler_install(tmp_path: Path, world: dict[str, BuiltPackage]) -> None:
+    old = [world["lib-1"], world["tool-3"], world["gone-1"], world["kept-1"]]
+    new = [world["lib-2"], world["tool-2"], world["new-1"], world["kept-1"]]
+    out = tmp_path / "out"
+    expected = reference(new, out / "env", tmp_path / "cache")
+    assert unpack_main([str(make_pack(tmp_path / "old", old)), "-o", str(out)]) == 0
+    kept = inode(out / "env" / "share/kept/k.txt"), inode(out / "env" / "bin/kept")
+    assert unpack_main([str(make_pack(tmp_path / "new", new)), "-o", str(out), "--update"]) == 0
+    assert snapshot(out / "env") == expected
+    assert (inode(out / "env" / "share/kept/k.txt"), inode(out / "env" / "bin/kept")) == kept
+    assert not (out / "env" / JOURNAL).exists() and not (out / "env" / STAGING).exists()
+    assert not (out / "env" / "share/gone").exists()  # its emptied folders go with it
+    assert sorted(p.name for p in out.iterdir()) == ["activate.sh", "env"]
+
+
+def test_an_update_to_the_same_packages_does_nothing(
+    tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tar = make_pack(tmp_path / "p", [world["lib-1"], world["kept-1"]])
+    out = tmp_path / "out"
+    assert unpack_main([str(tar), "-o", str(out)]) == 0
+    before = {p: inode(p) for p in (out / "env").rglob("*")}
+    assert unpack_main([str(tar), "-o", str(out), "--update"]) == 0
+    assert "nothing to update" in capsys.readouterr().err
+    assert {p: inode(p) for p in (out / "env").rglob("*")} == before
+
+
+def test_a_changed_file_of_a_removed_package_is_left(
+    tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert unpack_main([str(make_pack(tmp_path / "old", [world["gone-1"]])), "-o", str(out)]) == 0
+    (out / "env" / "share/gone/a.txt").write_text("my notes")
+    (out / "env" / "share/gone/mine.txt").write_text("mine")
+    assert unpack_main([str(make_pack(tmp_path / "new", [world["new-1"]])), "-o", str(out), "--update"]) == 0
+    assert (
+        "gone: leaving share/gone/a.txt, which was changed since it was installed" in capsys.readouterr().err
+    )
+    assert (out / "env" / "share/gone/a.txt").read_text() == "my notes"
+    assert (out / "env" / "share/gone/mine.txt").read_text() == "mine"  # not a package's: untouched
+    assert not (out / "env" / "share/gone/deep").exists()
+    assert [p.name for p in (out / "env" / "conda-meta").glob("*.json")] == [
+        f"{world['new-1'].path.name[:-6]}.json"
+    ]
+
+
+def test_a_python_minor_change_relinks_noarch_packages(tmp_path: Path) -> None:
+    out_dir = tmp_path / "pkgs"
+    py311 = build_package(out_dir / "a", "python", "3.11.7")
+    py312 = build_package(out_dir / "b", "python", "3.12.1")
+    tool = build_package(
+        out_dir / "c",
+        "tool",
+        noarch="python",
+        entry_points=["tool = tool.cli:main"],
+        files={"site-packages/tool/cli.py": "def main(): pass\n"},
+        depends=["python"],
+    )
+    out = tmp_path / "out"
+    expected = reference([py312, tool], out / "env", tmp_path / "cache")
+    assert unpack_main([str(make_pack(tmp_path / "old", [py311, tool])), "-o", str(out)]) == 0
+    assert (out / "env" / "lib/python3.11/site-packages/tool/cli.py").is_file()
+    assert unpack_main([str(make_pack(tmp_path / "new", [py312, tool])), "-o", str(out), "--update"]) == 0
+    assert snapshot(out / "env") == expected
+    assert not (out / "env" / "lib/python3.11").exists()
+    assert (out / "env" / "bin/tool").read_text().startswith(f"#!{out / 'env'}/bin/python3.12")
+
+
+def test_a_clobber_moves_between_packages(tmp_path: Path) -> None:
+    """``share/f`` is held by ``base`` and by ``top`` (which depends on it, so wins). When ``top`` stops
+    holding it, ``base``'s copy moves out of ``__clobbers__``; when a new ``late`` takes it, it moves back."""
+    pkgs = tmp_path / "pkgs"
+    base = build_package(pkgs / "a", "base", files={"share/f": "from base", "share/b": "b"})
+    top = build_package(pkgs / "b", "top", files={"share/f": "from top"}, depends=["base"])
+    top2 = build_package(pkgs / "c", "top", "2.0", files={"share/t": "t"}, depends=["base"])
+    late = build_package(pkgs / "d", "late", files={"share/f": "from late"}, depends=["base"])
+    out = tmp_path / "out"
+    steps = [[base, top], [base, top2], [base, top2, late]]
+    assert unpack_main([str(make_pack(tmp_path / "0", steps[0])), "-o", str(out)]) == 0
+    assert (out / "env" / "share/f").read_text() == "from top"
+    base_copy = inode(out / "env" / "__clobbers__/base/share/f")
+    for index, packages in enumerate(steps[1:], start=1):
+        expected = reference(packages, tmp_path / "reference" / "env", tmp_path / "cache")
+        # rattler's reference was installed elsewhere: compare after moving ours there.
+        assert unpack_main([str(make_pack(tmp_path / str(index), packages)), "-o", str(out), "--update"]) == 0
+        shutil.move(out / "env", tmp_path / "reference" / "env")
+        assert snapshot(tmp_path / "reference" / "env") == expected, index
+        shutil.move(tmp_path / "reference" / "env", out / "env")
+        if index == 1:
+            assert (out / "env" / "share/f").read_text() == "from base"
+            assert inode(out / "env" / "share/f") == base_copy  # moved, not rewritten
+    assert (out / "env" / "share/f").read_text() == "from late"
+    assert inode(out / "env" / "__clobbers__/base/share/f") == base_copy
+
+
+def test_without_update_an_existing_environment_is_refused(
+    tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tar = make_pack(tmp_path / "p", [world["lib-1"]])
+    out = tmp_path / "out"
+    assert unpack_main([str(tar), "-o", str(out)]) == 0
+    assert unpack_main([str(tar), "-o", str(out)]) == 1
+    assert "pass --update to update it" in capsys.readouterr().err
+
+
+# --- delta packs -------------------------------------------------------------------------------------
+
+
+def test_a_delta_pack_holds_only_what_the_base_lacks(tmp_path: Path, world: dict[str, BuiltPackage]) -> None:
+    old = [world["lib-1"], world["tool-3"], world["kept-1"]]
+    new = [world["lib-2"], world["tool-3"], world["kept-1"], world["new-1"]]
+    base = make_pack(tmp_path / "old", old)
+    full = make_pack(tmp_path / "full", new)
+    out = tmp_path / "out"
+    expected = reference(new, out / "env", tmp_path / "cache")
+    assert unpack_main([str(base), "-o", str(out)]) == 0
+    for given in ("tar", "json"):
+        where = base
+        if given == "json":
+            where = tmp_path / "pixi-pack.json"
+            subprocess.run(["tar", "-xf", str(base), "-C", str(tmp_path), "pixi-pack.json"], check=True)
+        delta = make_pack(tmp_path / f"delta-{given}", new, "--base", str(where))
+        names = subprocess.run(["tar", "-tf", str(delta)], capture_output=True, text=True, check=True).stdout
+        archives = sorted(n.rsplit("/", 1)[1] for n in names.split() if n.endswith((".conda", ".tar.bz2")))
+        assert archives == sorted([world["lib-2"].path.name, world["new-1"].path.name])
+        assert delta.stat().st_size <= full.stat().st_size  # tiny packages: the tar rounds up to 10 KiB
+    meta = json.loads(
+        subprocess.run(["tar", "-xOf", str(delta), "pixi-pack.json"], capture_output=True, check=True).stdout
+    )
+    base_meta = json.loads((tmp_path / "pixi-pack.json").read_text())
+    assert meta["base-environment-sha256"] == base_meta["environment-sha256"]
+    assert len(meta["conda-sha256"]) == 4
+    assert unpack_main([str(delta), "-o", str(out)]) == 0  # a delta pack updates without --update
+    assert snapshot(out / "env") == expected
+
+
+def test_a_delta_for_another_environment_is_refused_untouched(
+    tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = make_pack(tmp_path / "old", [world["lib-1"]])
+    delta = make_pack(tmp_path / "delta", [world["lib-2"]], "--base", str(base))
+    out = tmp_path / "out"
+    assert unpack_main([str(make_pack(tmp_path / "other", [world["kept-1"]])), "-o", str(out)]) == 0
+    before = snapshot(out / "env")
+    capsys.readouterr()
+    assert unpack_main([str(delta), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    base_identity = json.loads(
+        subprocess.run(["tar", "-xOf", str(base), "pixi-pack.json"], capture_output=True, check=True).stdout
+    )["environment-sha256"]
+    assert (
+        f"is not the environment this delta pack updates: the pack applies to the environment {base_identity}"
+        in err
+    )
+    assert snapshot(out / "env") == before
+    assert unpack_main([str(delta), "-o", str(tmp_path / "fresh")]) == 1
+    assert "this is a delta pack" in capsys.readouterr().err
+
+
+def test_a_delta_against_another_platform_is_refused(
+    tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "win" / "project"
+    project.mkdir(parents=True)
+    (project / "pixi.toml").write_text("[workspace]\nname = 'w'\n")
+    entries = [conda_at(world["new-1"], world["new-1"].path)]
+    write_lock(project / "pixi.lock", {"default": {"win-64": entries}}, ["https://conda.anaconda.org/x"])
+    base = tmp_path / "win.tar"
+    assert pack_main([str(project), "-p", "win-64", "-o", str(base)]) == 0
+    other = tmp_path / "linux" / "project"
+    other.mkdir(parents=True)
+    (other / "pixi.toml").write_text("[workspace]\nname = 'l'\n")
+    write_lock(other / "pixi.lock", {"default": {"linux-64": entries}}, ["https://conda.anaconda.org/x"])
+    capsys.readouterr()
+    assert pack_main([str(other), "-p", "linux-64", "-o", str(tmp_path / "d.tar"), "--base", str(base)]) == 1
+    assert "--base is a pack for win-64, and this pack is for linux-64" in capsys.readouterr().err
+    assert not (tmp_path / "d.tar").exists()
+
+
+# --- interrupted updates ---------------------------------------------------------------------------------
+
+_KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    from pixi_pack.install import journal, update
+    from pixi_pack.cli import unpack_main
+    where, at = sys.argv[1], int(sys.argv[2])
+    count = [0]
+    def killing(original):
+        def wrapper(*args, **kwargs):
+            count[0] += 1
+            if count[0] == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(*args, **kwargs)
+        return wrapper
+    if where == "step":
+        journal._take = killing(journal._take)
+    else:
+        update.plan_steps = killing(update.plan_steps)
+    sys.exit(unpack_main(sys.argv[3:]))
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("where", "at"), [("staging", 1), ("step", 1), ("step", 3), ("step", 7), ("step", 12)]
+)
+def test_a_killed_update_is_completed_by_the_next_run(
+    tmp_path: Path, world: dict[str, BuiltPackage], where: str, at: int
+) -> None:
+    old = [world["lib-1"], world["tool-3"], world["gone-1"], world["kept-1"]]
+    new = [world["lib-2"], world["tool-2"], world["new-1"], world["kept-1"]]
+    out = tmp_path / "out"
+    expected = reference(new, out / "env", tmp_path / "cache")
+    old_tree = reference(old, out / "env", tmp_path / "cache")
+    assert unpack_main([str(make_pack(tmp_path / "old", old)), "-o", str(out)]) == 0
+    new_tar = make_pack(tmp_path / "new", new)
+    script = _KILLER.format(root=str(ROOT))
+    killed = subprocess.run(
+        [sys.executable, "-c", script, where, str(at), str(new_tar), "-o", str(out), "--update", "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    journal = (out / "env" / JOURNAL).exists()
+    assert journal is (where == "step")  # killed after the commit: the journal says what is left to do
+    if where == "staging":
+        # Killed before the commit: the next run finds the old environment and drops the staged files.
+        assert unpack_main([str(make_pack(tmp_path / "again", old)), "-o", str(out), "--update"]) == 0
+        assert snapshot(out / "env") == old_tree
+        assert not (out / "env" / STAGING).exists()
+    # The next run completes what was committed (or starts over), then finds nothing more to do.
+    assert unpack_main([str(new_tar), "-o", str(out), "--update"]) == 0
+    assert snapshot(out / "env") == expected
+    assert not (out / "env" / JOURNAL).exists() and not (out / "env" / STAGING).exists()
