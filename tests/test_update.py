@@ -8,12 +8,14 @@ the new environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,11 +23,15 @@ from typing import Any
 
 import pytest
 from builders import BuiltPackage, File, build_package, text_prefix
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lockfiles import conda_at, write_lock
 from test_link import RECORD_FIELDS, installed_tree, paths_data, rattler_install
 
 from pixi_pack.cli import pack_main, unpack_main
-from pixi_pack.install.journal import JOURNAL, STAGING
+from pixi_pack.errors import ArchiveError, InstallError
+from pixi_pack.formats.channel import parse_identity
+from pixi_pack.install.journal import JOURNAL, STAGING, complete_pending
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,12 +212,12 @@ def test_a_delta_pack_holds_only_what_the_base_lacks(tmp_path: Path, world: dict
     out = tmp_path / "out"
     expected = reference(new, out / "env", tmp_path / "cache")
     assert unpack_main([str(base), "-o", str(out)]) == 0
-    for given in ("tar", "json"):
+    for form in ("tar", "json"):
         where = base
-        if given == "json":
+        if form == "json":
             where = tmp_path / "pixi-pack.json"
             subprocess.run(["tar", "-xf", str(base), "-C", str(tmp_path), "pixi-pack.json"], check=True)
-        delta = make_pack(tmp_path / f"delta-{given}", new, "--base", str(where))
+        delta = make_pack(tmp_path / f"delta-{form}", new, "--base", str(where))
         names = subprocess.run(["tar", "-tf", str(delta)], capture_output=True, text=True, check=True).stdout
         archives = sorted(n.rsplit("/", 1)[1] for n in names.split() if n.endswith((".conda", ".tar.bz2")))
         assert archives == sorted([world["lib-2"].path.name, world["new-1"].path.name])
@@ -327,3 +333,127 @@ def test_a_killed_update_is_completed_by_the_next_run(
     assert unpack_main([str(new_tar), "-o", str(out), "--update"]) == 0
     assert snapshot(out / "env") == expected
     assert not (out / "env" / JOURNAL).exists() and not (out / "env" / STAGING).exists()
+
+
+def _json() -> st.SearchStrategy[Any]:
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20))
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.dictionaries(
+                st.sampled_from(
+                    [
+                        "kind",
+                        "target",
+                        "source",
+                        "inode",
+                        "steps",
+                        "conda-sha256",
+                        "base-environment-sha256",
+                        "x",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            ),
+        ),
+        max_leaves=12,
+    )
+
+
+# --- hostile input -------------------------------------------------------------------------------------
+
+
+def test_a_conda_meta_path_leading_out_is_refused_untouched(
+    tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert unpack_main([str(make_pack(tmp_path / "old", [world["gone-1"]])), "-o", str(out)]) == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    meta = next((out / "env" / "conda-meta").glob("gone-*.json"))
+    record = json.loads(meta.read_text())
+    record["paths_data"]["paths"].append({"_path": "../../victim.txt", "path_type": "hardlink"})
+    meta.write_text(json.dumps(record))
+    before = snapshot(out / "env")
+    capsys.readouterr()
+    assert unpack_main([str(make_pack(tmp_path / "new", [world["new-1"]])), "-o", str(out), "--update"]) == 1
+    assert (
+        "refusing the path '../../victim.txt': not a plain path inside the environment"
+        in capsys.readouterr().err
+    )
+    assert victim.read_text() == "keep me"
+    assert snapshot(out / "env") == before
+    assert not (out / "env" / STAGING).exists()
+
+
+def test_a_journal_leading_out_is_refused_before_any_step(
+    tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    tar = make_pack(tmp_path / "old", [world["gone-1"]])
+    assert unpack_main([str(tar), "-o", str(out)]) == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    a = out / "env" / "share/gone/a.txt"
+    st = os.lstat(victim)
+    steps = [
+        {
+            "kind": "remove",
+            "target": "share/gone/a.txt",
+            "source": "",
+            "inode": [os.lstat(a).st_dev, os.lstat(a).st_ino],
+        },
+        {"kind": "remove", "target": "../../victim.txt", "source": "", "inode": [st.st_dev, st.st_ino]},
+    ]
+    (out / "env" / JOURNAL).write_text(json.dumps({"version": 1, "steps": steps}))
+    assert unpack_main([str(tar), "-o", str(out), "--update"]) == 1
+    assert "refusing the path '../../victim.txt'" in capsys.readouterr().err
+    assert victim.read_text() == "keep me" and a.is_file()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_json(), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
+def test_hostile_identity_and_journal_give_our_error(document: Any) -> None:
+    text = document if isinstance(document, str) else json.dumps(document)
+    with contextlib.suppress(ArchiveError):
+        parse_identity(text)
+    with tempfile.TemporaryDirectory() as folder:
+        prefix = Path(folder)
+        (prefix / "conda-meta").mkdir()
+        (prefix / JOURNAL).write_text(text if isinstance(document, str) else json.dumps({"steps": document}))
+        with contextlib.suppress(InstallError):
+            complete_pending(prefix)
+
+
+def test_verify_only_and_list_take_a_delta_pack(tmp_path: Path, world: dict[str, BuiltPackage]) -> None:
+    base = make_pack(tmp_path / "old", [world["lib-1"], world["kept-1"]])
+    delta = make_pack(tmp_path / "delta", [world["lib-2"], world["kept-1"]], "--base", str(base))
+    assert unpack_main([str(delta), "--verify-only"]) == 0
+    assert unpack_main([str(delta), "--list"]) == 0
+
+
+def test_a_self_extracting_delta_updates_the_environment(
+    tmp_path: Path, world: dict[str, BuiltPackage]
+) -> None:
+    from test_zipapp import zipapp_path
+
+    old = [world["lib-1"], world["kept-1"]]
+    new = [world["lib-2"], world["kept-1"], world["new-1"]]
+    base = make_pack(tmp_path / "old", old)
+    out = tmp_path / "out"
+    expected = reference(new, out / "env", tmp_path / "cache")
+    assert unpack_main([str(base), "-o", str(out)]) == 0
+    script = tmp_path / "delta.sh"
+    extra = ["--base", str(base), "--create-executable", "--pixi-unpack-source", str(zipapp_path())]
+    make_pack(tmp_path / "delta", new, *extra, "-o", str(script))
+    result = subprocess.run(
+        ["sh", str(script), "-o", str(out)],
+        env={"PATH": os.environ["PATH"], "PIXI_PACK_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert snapshot(out / "env") == expected

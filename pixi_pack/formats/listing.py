@@ -19,7 +19,13 @@ from typing import Any, BinaryIO
 
 from pixi_pack.errors import ArchiveError
 from pixi_pack.formats.archive import PackReader
-from pixi_pack.formats.channel import parse_conda_urls, parse_metadata, parse_pypi_sha256, parse_repodata
+from pixi_pack.formats.channel import (
+    parse_conda_urls,
+    parse_identity,
+    parse_metadata,
+    parse_pypi_sha256,
+    parse_repodata,
+)
 from pixi_pack.formats.package_info import load_package
 from pixi_pack.formats.wheel_tags import parse_wheel_name
 from pixi_pack.io.zstd import Decompressor
@@ -49,10 +55,11 @@ def pack_records(reader: PackReader) -> dict[str, dict[str, object]]:
     return records
 
 
-def pack_packages(reader: PackReader, *, delta: bool = False) -> tuple[list[PackageSource], list[str]]:
+def pack_packages(reader: PackReader) -> tuple[list[PackageSource], list[str]]:
     """Every conda package of the pack that has a ``repodata.json`` record, by file name, and what does
-    not pair up (a record without its file, a file without its record). A ``delta`` pack lists packages
-    it leaves out, which are not problems."""
+    not pair up (a record without its file, a file without its record). A delta pack lists packages it
+    leaves out (the environment it updates has them), which are not problems."""
+    delta = parse_identity(reader.read_text(METADATA_FILE))[1] is not None
     names = reader.names()
     files = [n for n in names if n.startswith(f"{CHANNEL_DIR}/") and n.endswith(CONDA_EXTENSIONS)]
     records = pack_records(reader)

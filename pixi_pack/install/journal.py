@@ -125,6 +125,13 @@ def _step(item: Any) -> Step:
 def apply(prefix: Path, steps: Iterable[Step]) -> None:
     """Take every step, then remove the journal and the staging folder."""
     staging = prefix / STAGING
+    steps = list(steps)
+    for step in steps:  # every path is checked before the first step is taken
+        inside(prefix, step.target)
+        if step.kind == "move":
+            inside(prefix, step.source)
+        elif step.kind == "install":
+            inside(staging, step.source)
     for step in steps:
         _take(prefix, staging, step)
     (prefix / JOURNAL).unlink(missing_ok=True)

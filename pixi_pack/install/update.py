@@ -346,7 +346,7 @@ def prepare_update(
             "unpack the full pack with --force instead"
         )
         raise PixiPackError(msg)
-    sources, problems = pack_packages(reader, delta=base is not None)
+    sources, problems = pack_packages(reader)
     if problems:
         raise ArchiveError(problems[0])
     records = {str(r["name"]): r for r in pack_records(reader).values()}
