@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import configparser
 import hashlib
+import io
 import json
 import random
 import subprocess
 import sys
+import tarfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -603,3 +605,40 @@ def write_project(
     entries = [conda(p, channel_url) for p in packages]
     write_lock(folder / "pixi.lock", {"default": {platform: entries}}, [channel_url])
     return folder
+
+
+def reversioned(package: BuiltPackage, version: str) -> BuiltPackage:
+    """``package`` (a ``.conda``) under another version: the same files in a new archive beside it, as an
+    upgrade that rewrites every file of the package looks to an installer."""
+    import zstandard
+
+    old_stem = package.file_name[: -len(".conda")]
+    stem = f"{package.name}-{version}-{package.build}"
+    path = package.path.with_name(f"{stem}.conda")
+    with zipfile.ZipFile(package.path) as source, zipfile.ZipFile(path, "w") as target:
+        target.writestr("metadata.json", source.read("metadata.json"))
+        info = zstandard.ZstdDecompressor().decompress(
+            source.read(f"info-{old_stem}.tar.zst"), max_output_size=1 << 30
+        )
+        rebuilt = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(info)) as old, tarfile.open(fileobj=rebuilt, mode="w") as new:
+            for member in old.getmembers():
+                extracted = old.extractfile(member) if member.isfile() else None
+                data = extracted.read() if extracted is not None else None
+                if member.name == "info/index.json" and data is not None:
+                    data = json.dumps({**json.loads(data), "version": version}, indent=2).encode()
+                    member.size = len(data)
+                new.addfile(member, io.BytesIO(data) if data is not None else None)
+        target.writestr(
+            f"info-{stem}.tar.zst", zstandard.ZstdCompressor(level=3).compress(rebuilt.getvalue())
+        )
+        target.writestr(f"pkg-{stem}.tar.zst", source.read(f"pkg-{old_stem}.tar.zst"))
+    data = path.read_bytes()
+    record = {
+        **package.record,
+        "version": version,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "md5": hashlib.md5(data).hexdigest(),
+        "size": len(data),
+    }
+    return BuiltPackage(path, path.name, package.subdir, package.name, version, package.build, record)

@@ -68,7 +68,7 @@ SMOKE_TEST = (
     "import numpy, scipy.linalg, pandas, matplotlib, ssl, ctypes; matplotlib.use('agg'); "
     "import matplotlib.pyplot; print(numpy.linalg.inv(numpy.eye(3)).sum())"
 )
-ITEMS = ("unpack", "verify", "pack", "selfextract", "windows", "startup")
+ITEMS = ("unpack", "verify", "update", "pack", "selfextract", "windows", "startup")
 
 
 class BenchError(Exception):
@@ -468,6 +468,46 @@ def bench_selfextract(ctx: Context, log: Callable[[str], None]) -> list[Row]:
     return rows
 
 
+def bench_update(ctx: Context, log: Callable[[str], None]) -> list[Row]:
+    """The corpus with scipy upgraded (re-versioned: a new archive of the same files): the delta pack's
+    size against the full pack's, and ``pixi-unpack DELTA`` updating an environment unpacked from the
+    base against ``pixi-unpack FULL`` into a new folder."""
+    scipy = next(p for p in ctx.corpus.packages if p.name == "scipy")
+    upgraded = corpus.reversioned(scipy, f"{scipy.version}.post1")
+    packages = [upgraded if p is scipy else p for p in ctx.corpus.packages]
+    project = corpus.write_project(WORK / "projects" / "upgraded", packages, ctx.channel_url)
+    full, delta, base = WORK / "upgraded-full.tar", WORK / "upgraded-delta.tar", ctx.packs["base"]
+    run_process([BIN / "pixi-pack", project, "-o", full, "-q"])
+    run_process([BIN / "pixi-pack", project, "-o", delta, "--base", base, "-q"])
+    sizes = {"full": full.stat().st_size, "delta": delta.stat().st_size}
+
+    def fresh(folder: Path) -> Sample:
+        return run_process([BIN / "pixi-unpack", full, "-o", folder, "-q"])
+
+    def update(folder: Path) -> Sample:
+        run_process([BIN / "pixi-unpack", base, "-o", folder, "-q"])  # untimed: the environment to update
+        return run_process([BIN / "pixi-unpack", delta, "-o", folder, "-q"])
+
+    log(f"update: delta with scipy upgraded vs a full unpack ({ctx.runs} runs each)")
+    references, subjects = interleave(ctx.runs, fresh, update)
+    rows = [
+        Row(
+            "delta pack size (scipy upgraded)",
+            f"delta {sizes['delta'] / 1e6:.1f} MB",
+            f"full pack {sizes['full'] / 1e6:.1f} MB",
+            f"{sizes['delta'] / sizes['full']:.2f}x",
+            "-",
+            None,
+            {"bytes": sizes},
+        ),
+        ratio_row(
+            "update (scipy upgraded)", "pixi-unpack DELTA", "pixi-unpack FULL", references, subjects, 1.0
+        ),
+    ]
+    upgraded.path.unlink()
+    return rows
+
+
 def bench_windows(ctx: Context, log: Callable[[str], None]) -> list[Row]:
     """win-64 self-extractors of the same packages: ``environment.cmd`` (raw tar) against ``environment.ps1``
     (base64), by size, and ``python3 environment.cmd`` against pixi-unpack of the tar, by time and peak RSS.
@@ -692,6 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "pack": bench_pack,
             "selfextract": bench_selfextract,
             "windows": bench_windows,
+            "update": bench_update,
             "startup": bench_startup,
         }
         for item in only:
