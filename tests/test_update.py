@@ -457,3 +457,41 @@ def test_a_self_extracting_delta_updates_the_environment(
     )
     assert result.returncode == 0, result.stderr
     assert snapshot(out / "env") == expected
+
+
+def test_a_ps1_base_is_decoded(
+    tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """environment.ps1 carries its pack as base64: --base decodes it, streaming, to read what it has."""
+    from test_zipapp import zipapp_path
+
+    def win_pack(folder: Path, packages: Sequence[BuiltPackage], *extra: str) -> None:
+        project = folder / "project"
+        project.mkdir(parents=True)
+        (project / "pixi.toml").write_text("[workspace]\nname = 'w'\n")
+        entries = [conda_at(p, p.path) for p in packages]
+        write_lock(project / "pixi.lock", {"default": {"win-64": entries}}, ["https://conda.anaconda.org/x"])
+        assert pack_main([str(project), "-p", "win-64", "-q", *extra]) == 0
+
+    base = tmp_path / "environment.ps1"
+    win_pack(
+        tmp_path / "old",
+        [world["lib-1"], world["kept-1"]],
+        "--create-executable",
+        "-o",
+        str(base),
+        "--pixi-unpack-source",
+        str(zipapp_path()),
+    )
+    delta = tmp_path / "delta.tar"
+    win_pack(tmp_path / "new", [world["lib-2"], world["kept-1"]], "--base", str(base), "-o", str(delta))
+    names = subprocess.run(["tar", "-tf", str(delta)], capture_output=True, text=True, check=True).stdout
+    assert [n.rsplit("/", 1)[1] for n in names.split() if n.endswith(".conda")] == [world["lib-2"].path.name]
+    forged = tmp_path / "forged.ps1"
+    forged.write_text("# not a pack\r\n")
+    capsys.readouterr()
+    project = tmp_path / "new" / "project"
+    assert (
+        pack_main([str(project), "-p", "win-64", "-o", str(tmp_path / "x.tar"), "--base", str(forged)]) == 1
+    )
+    assert "is not an environment.ps1 written by pixi-pack" in capsys.readouterr().err

@@ -9,6 +9,7 @@ delta to the environment built from the base, which it recognises by the base's 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,7 +24,7 @@ from pixi_pack.formats.channel import (
 )
 from pixi_pack.formats.listing import pack_records
 from pixi_pack.models import CHANNEL_DIR, METADATA_FILE, CondaPackage
-from pixi_pack.pack.selfextract import stub_payload_args
+from pixi_pack.pack.selfextract import decode_ps1_pack, stub_payload_args
 from pixi_pack.platforms import python_major_minor
 
 logger = logging.getLogger("pixi_pack")
@@ -47,7 +48,8 @@ class Base:
 
 
 def read_base(path: Path) -> Base:
-    """The base of ``--base``: a pack in any form but ``environment.ps1``, or its ``pixi-pack.json``."""
+    """The base of ``--base``: a pack in any form (a tar, a folder, a self-extracting file), or its
+    ``pixi-pack.json``."""
     try:
         with open(path, "rb") as file:
             head = file.read(1)
@@ -60,10 +62,11 @@ def read_base(path: Path) -> Base:
         if head == b"{":
             return _from_metadata(_read_limited(path), None, path)
         if path.suffix.lower() == ".ps1":
-            msg = (
-                f"--base {path}: environment.ps1 holds its pack as base64; give its tar or its pixi-pack.json"
-            )
-            raise PixiPackError(msg)
+            with tempfile.TemporaryDirectory(prefix="pixi-pack-base-") as folder:
+                tar = Path(folder) / "base.tar"
+                with open(tar, "wb") as out:
+                    decode_ps1_pack(path, out)
+                return _from_metadata(PackReader(tar).read_text(METADATA_FILE), PackReader(tar), path)
         located = stub_payload_args(path) if path.is_file() else None
         reader = PackReader(path) if located is None else PackReader(path, int(located[1]), int(located[3]))
         return _from_metadata(reader.read_text(METADATA_FILE), reader, path)

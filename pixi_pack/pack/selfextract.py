@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from pixi_pack.errors import PixiPackError
 from pixi_pack.formats.archive import RangeReader, copy_range, write_at
 from pixi_pack.io.hashing import hash_file, hash_stream
 
@@ -392,3 +393,37 @@ def _base64_lines(chunks: Iterator[bytes], block: int) -> Iterator[bytes]:
 def _encode_lines(data: bytes) -> bytes:
     text = base64.b64encode(data)
     return b"".join(text[i : i + BASE64_LINE] + b"\r\n" for i in range(0, len(text), BASE64_LINE))
+
+
+_PS1_NUMBERS = re.compile(
+    rb"^\$(PayloadOffset|PayloadBase64Length|PayloadLength) = (\d{1,20})\r$", re.MULTILINE
+)
+
+
+def decode_ps1_pack(path: Path, destination: BinaryIO) -> None:
+    """Write the pack (the tar) that ``environment.ps1`` at ``path`` carries to ``destination``, decoding
+    its base64 as the script does, streaming; refuse a file that is not one."""
+    with open(path, "rb") as script:
+        head = script.read(_SH_STUB_LIMIT)
+        numbers = {key.decode(): int(value) for key, value in _PS1_NUMBERS.findall(head)}
+        if set(numbers) != {"PayloadOffset", "PayloadBase64Length", "PayloadLength"}:
+            msg = f"{path} is not an environment.ps1 written by pixi-pack"
+            raise PixiPackError(msg)
+        script.seek(numbers["PayloadOffset"])
+        left, wanted, pending = numbers["PayloadBase64Length"], numbers["PayloadLength"], b""
+        while left > 0 and wanted > 0:
+            chunk = script.read(min(CHUNK_SIZE, left))
+            if not chunk:
+                msg = f"{path} is truncated: download it again"
+                raise PixiPackError(msg)
+            left -= len(chunk)
+            pending += re.sub(rb"\s", b"", chunk)
+            whole = len(pending) - len(pending) % 4
+            try:
+                data = base64.b64decode(pending[:whole], validate=True)
+            except ValueError as exc:
+                msg = f"{path} holds damaged base64: {exc}"
+                raise PixiPackError(msg) from exc
+            destination.write(data[:wanted])
+            wanted -= min(wanted, len(data))
+            pending = pending[whole:]
