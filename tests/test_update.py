@@ -495,3 +495,50 @@ def test_a_ps1_base_is_decoded(
         pack_main([str(project), "-p", "win-64", "-o", str(tmp_path / "x.tar"), "--base", str(forged)]) == 1
     )
     assert "is not an environment.ps1 written by pixi-pack" in capsys.readouterr().err
+
+
+def test_an_update_reinstalls_the_wheels(tmp_path: Path, world: dict[str, BuiltPackage]) -> None:
+    """Wheels are installed again on every update (their RECORD says what to remove): the result is what a
+    fresh pixi-unpack of the new pack makes, the reference for wheels, which rattler does not install."""
+    from builders import build_wheel
+    from lockfiles import pypi
+
+    python = build_package(tmp_path / "py", "python", "3.11.7")
+    one = build_wheel(
+        tmp_path / "w1",
+        "tool",
+        "1.0",
+        modules={"tool/__init__.py": "V = 1\n", "tool/old.py": ""},
+        console_scripts={"tool": "tool:main"},
+    )
+    two = build_wheel(
+        tmp_path / "w2",
+        "tool",
+        "2.0",
+        modules={"tool/__init__.py": "V = 2\n"},
+        console_scripts={"tool": "tool:main"},
+    )
+
+    def wheel_pack(folder: Path, conda: Sequence[BuiltPackage], wheel: Any) -> Path:
+        project = folder / "project"
+        project.mkdir(parents=True)
+        (project / "pixi.toml").write_text("[workspace]\nname = 'w'\n")
+        entries: list[Any] = [*(conda_at(p, p.path) for p in conda), pypi(wheel, wheel.path)]
+        write_lock(
+            project / "pixi.lock", {"default": {"linux-64": entries}}, ["https://conda.anaconda.org/x"]
+        )
+        out = folder / "environment.tar"
+        assert pack_main([str(project), "-p", "linux-64", "-o", str(out), "-q"]) == 0
+        return out
+
+    old = wheel_pack(tmp_path / "old", [python, world["lib-1"]], one)
+    new = wheel_pack(tmp_path / "new", [python, world["lib-2"]], two)
+    out = tmp_path / "out"
+    assert unpack_main([str(new), "-o", str(out), "-q"]) == 0
+    expected = installed_tree(out / "env")
+    shutil.rmtree(out)
+    assert unpack_main([str(old), "-o", str(out), "-q"]) == 0
+    assert (out / "env/lib/python3.11/site-packages/tool/old.py").is_file()
+    assert unpack_main([str(new), "-o", str(out), "--update"]) == 0
+    assert installed_tree(out / "env") == expected
+    assert not (out / "env/lib/python3.11/site-packages/tool-1.0.dist-info").exists()

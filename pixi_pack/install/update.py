@@ -12,9 +12,11 @@ warning, as conda does.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
+import posixpath
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
@@ -23,7 +25,7 @@ from typing import Any
 
 from pixi_pack.errors import ArchiveError, InstallError, PixiPackError
 from pixi_pack.formats.archive import PackReader
-from pixi_pack.formats.channel import environment_sha256, package_digest, parse_identity
+from pixi_pack.formats.channel import environment_sha256, package_digest, parse_identity, parse_pypi_sha256
 from pixi_pack.formats.listing import pack_packages, pack_records, wheel_names
 from pixi_pack.formats.records import RecordError, check_name
 from pixi_pack.install.activate import CARRIED_DIR, write_activation_script
@@ -180,10 +182,11 @@ def _final_paths(record: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def plan_steps(prefix: Path, plan: UpdatePlan) -> list[Step]:
+def plan_steps(prefix: Path, plan: UpdatePlan, wheel_files: Sequence[str] = ()) -> list[Step]:
     """The journal's steps, once the new packages are staged: files of kept packages moved out of the
-    way, files of removed packages removed, kept files moved into their new places, the staged files
-    renamed into place (conda-meta last), and the folders emptied by removals removed."""
+    way, files of removed packages and of the wheels pixi-unpack installed (``wheel_files``: every wheel
+    is installed again) removed, kept files moved into their new places, the staged files renamed into
+    place (conda-meta last), and the folders emptied by removals removed."""
     staging = prefix / STAGING
     installs = {s for s in staged_files(staging) if not s.startswith("conda-meta/") and s not in _KEEP}
     moves = plan.kept_moves()
@@ -221,6 +224,11 @@ def plan_steps(prefix: Path, plan: UpdatePlan) -> list[Step]:
                 inode=identify(prefix, f"conda-meta/{record['_file']}"),
             )
         )
+    for path in wheel_files:
+        folders.add(str(PurePosixPath(path).parent))
+        if path not in installs:
+            removals.append(Step("remove", path, inode=identify(prefix, path)))
+            removals += _pycache_of(prefix, path)
     staged = [s for s in staged_files(staging) if s not in _KEEP]  # with the rewritten records
     steps = [*out, *removals, *into]
     steps += [Step("install", s, s) for s in staged if s in installs]
@@ -303,6 +311,7 @@ def stage_update(
     prefix: Path,
     plan: UpdatePlan,
     install: Callable[[Path, UpdatePlan], None],
+    wheel_files: Sequence[str] = (),
 ) -> list[Step]:
     """Stage the added packages (``install(staging, plan)`` writes them) and return the journal's steps."""
     staging = prefix / STAGING
@@ -310,7 +319,7 @@ def stage_update(
     staging.mkdir()
     try:
         install(staging, plan)
-        return plan_steps(prefix, plan)
+        return plan_steps(prefix, plan, wheel_files)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -340,19 +349,19 @@ def prepare_update(
     installed = read_environment(prefix)
     if base is not None:
         check_base(prefix, installed, base)
-    if wheel_names(reader) or _has_wheels(prefix):
-        msg = (
-            "updating an environment in place is not supported yet when it or the pack has PyPI wheels: "
-            "unpack the full pack with --force instead"
-        )
-        raise PixiPackError(msg)
+    wheels = wheel_names(reader)
+    if wheels:
+        from pixi_pack.install.wheels import verify_wheels
+
+        verify_wheels(reader, wheels, parse_pypi_sha256(reader.read_text(METADATA_FILE)))
+    old_wheels = _wheel_files(prefix, installed)
     sources, problems = pack_packages(reader)
     if problems:
         raise ArchiveError(problems[0])
     records = {str(r["name"]): r for r in pack_records(reader).values()}
     by_name = {str(s.record["name"]): s for s in sources}
     plan = UpdatePlan(installed, records, by_name, platform)
-    if not plan.added and not plan.removed and not plan.kept_moves():
+    if not plan.added and not plan.removed and not plan.kept_moves() and not wheels and not old_wheels:
         return None
 
     def install(staging: Path, update: UpdatePlan) -> None:
@@ -368,22 +377,35 @@ def prepare_update(
                 python=update.python,
                 placement=update.placements,
             )
+        if wheels:
+            from pixi_pack.install.wheels import install_wheels
+
+            layout_dir = staging if "python" in update.added else prefix
+            conda = list(update.records.values())
+            install_wheels(reader, wheels, staging, prefix, platform, conda, layout_dir=layout_dir)
         carry(staging)
 
-    steps = stage_update(prefix, plan, install)
+    steps = stage_update(prefix, plan, install, old_wheels)
     return plan, steps + _stale_activation(prefix, steps)
 
 
-def _has_wheels(prefix: Path) -> bool:
-    """Whether pixi-unpack installed PyPI wheels into ``prefix``."""
-    for info in [
-        *prefix.glob("lib/python*/site-packages/*.dist-info"),
-        *prefix.glob("Lib/site-packages/*.dist-info"),
-    ]:
-        with suppress(OSError):
-            if (info / "INSTALLER").read_text(errors="replace").strip() == INSTALLER_NAME:
-                return True
-    return False
+def _wheel_files(prefix: Path, installed: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The files of the wheels pixi-unpack installed into ``prefix``, by their RECORD, relative to it."""
+    python = installed.get("python")
+    info = PythonInfo.from_record(python, str(python.get("subdir") or "")) if python is not None else None
+    if info is None:
+        return []
+    files: list[str] = []
+    for dist_info in sorted((prefix / info.site_packages).glob("*.dist-info")):
+        with suppress(OSError, UnicodeDecodeError):
+            if (dist_info / "INSTALLER").read_text().strip() != INSTALLER_NAME:
+                continue
+            with open(dist_info / "RECORD", encoding="utf-8", newline="") as record:
+                rows = list(csv.reader(record.read(_RECORD_LIMIT).splitlines()))
+            for row in rows:
+                if row and row[0]:
+                    files.append(posixpath.normpath(f"{info.site_packages}/{row[0]}"))
+    return files
 
 
 def _stale_activation(prefix: Path, steps: Sequence[Step]) -> list[Step]:

@@ -98,13 +98,16 @@ def install_wheels(
     target_prefix: Path,
     platform: str,
     conda_records: Sequence[Mapping[str, Any]],
+    *,
+    layout_dir: Path | None = None,
 ) -> None:
     """Check and install the wheels ``names`` (``pypi/<file>`` members of the pack) into ``build_dir``.
 
     ``target_prefix`` is where ``build_dir`` will be moved: scripts name the interpreter there. The
-    caller has checked the wheels' hashes with :func:`verify_wheels`.
+    caller has checked the wheels' hashes with :func:`verify_wheels`. ``layout_dir`` is where the
+    environment's python is, if not in ``build_dir`` (an update stages only what changes).
     """
-    layout = python_layout(conda_records, platform, build_dir, target_prefix)
+    layout = python_layout(conda_records, platform, layout_dir or build_dir, target_prefix)
     ordered = sorted(names, key=lambda n: PurePosixPath(n).name)
     check_compatible(ordered, host_target(platform, layout.version))
     owners = _Owners(build_dir)
