@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import BuiltPackage, File, build_package, text_prefix
+from builders import BuiltPackage, BuiltWheel, File, build_package, build_wheel, text_prefix
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lockfiles import conda_at, write_lock
+from lockfiles import LockEntry, conda_at, pypi, write_lock
 from test_link import RECORD_FIELDS, installed_tree, paths_data, rattler_install
 
 from pixi_pack.cli import pack_main, unpack_main
@@ -36,15 +36,22 @@ from pixi_pack.install.journal import JOURNAL, STAGING, complete_pending
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_pack(folder: Path, packages: Sequence[BuiltPackage], *extra: str) -> Path:
-    """A pack (tar) of ``packages``, locked by their paths."""
+def make_pack(
+    folder: Path,
+    packages: Sequence[BuiltPackage],
+    *extra: str,
+    platform: str = "linux-64",
+    wheels: Sequence[BuiltWheel] = (),
+) -> Path:
+    """A pack (tar, unless ``extra`` names another output) of ``packages`` and ``wheels``, locked by paths."""
     project = folder / "project"
     project.mkdir(parents=True, exist_ok=True)
     (project / "pixi.toml").write_text("[workspace]\nname = 'update'\n")
-    entries = [conda_at(p, p.path) for p in packages]
-    write_lock(project / "pixi.lock", {"default": {"linux-64": entries}}, ["https://conda.anaconda.org/x"])
+    entries: list[LockEntry] = [conda_at(p, p.path) for p in packages]
+    entries += [pypi(w, w.path) for w in wheels]
+    write_lock(project / "pixi.lock", {"default": {platform: entries}}, ["https://conda.anaconda.org/x"])
     out = folder / "environment.tar"
-    assert pack_main([str(project), "-p", "linux-64", "-o", str(out), "-q", *extra]) == 0
+    assert pack_main([str(project), "-p", platform, "-o", str(out), "-q", *extra]) == 0
     return out
 
 
@@ -258,19 +265,13 @@ def test_a_delta_for_another_environment_is_refused_untouched(
 def test_a_delta_against_another_platform_is_refused(
     tmp_path: Path, world: dict[str, BuiltPackage], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    project = tmp_path / "win" / "project"
-    project.mkdir(parents=True)
-    (project / "pixi.toml").write_text("[workspace]\nname = 'w'\n")
-    entries = [conda_at(world["new-1"], world["new-1"].path)]
-    write_lock(project / "pixi.lock", {"default": {"win-64": entries}}, ["https://conda.anaconda.org/x"])
-    base = tmp_path / "win.tar"
-    assert pack_main([str(project), "-p", "win-64", "-o", str(base)]) == 0
-    other = tmp_path / "linux" / "project"
-    other.mkdir(parents=True)
-    (other / "pixi.toml").write_text("[workspace]\nname = 'l'\n")
-    write_lock(other / "pixi.lock", {"default": {"linux-64": entries}}, ["https://conda.anaconda.org/x"])
+    base = make_pack(tmp_path / "win", [world["new-1"]], platform="win-64")
+    make_pack(tmp_path / "linux", [world["new-1"]])  # the project to pack against it
     capsys.readouterr()
-    assert pack_main([str(other), "-p", "linux-64", "-o", str(tmp_path / "d.tar"), "--base", str(base)]) == 1
+    project = tmp_path / "linux" / "project"
+    assert (
+        pack_main([str(project), "-p", "linux-64", "-o", str(tmp_path / "d.tar"), "--base", str(base)]) == 1
+    )
     assert "--base is a pack for win-64, and this pack is for linux-64" in capsys.readouterr().err
     assert not (tmp_path / "d.tar").exists()
 
@@ -465,16 +466,8 @@ def test_a_ps1_base_is_decoded(
     """environment.ps1 carries its pack as base64: --base decodes it, streaming, to read what it has."""
     from test_zipapp import zipapp_path
 
-    def win_pack(folder: Path, packages: Sequence[BuiltPackage], *extra: str) -> None:
-        project = folder / "project"
-        project.mkdir(parents=True)
-        (project / "pixi.toml").write_text("[workspace]\nname = 'w'\n")
-        entries = [conda_at(p, p.path) for p in packages]
-        write_lock(project / "pixi.lock", {"default": {"win-64": entries}}, ["https://conda.anaconda.org/x"])
-        assert pack_main([str(project), "-p", "win-64", "-q", *extra]) == 0
-
     base = tmp_path / "environment.ps1"
-    win_pack(
+    make_pack(
         tmp_path / "old",
         [world["lib-1"], world["kept-1"]],
         "--create-executable",
@@ -482,9 +475,18 @@ def test_a_ps1_base_is_decoded(
         str(base),
         "--pixi-unpack-source",
         str(zipapp_path()),
+        platform="win-64",
     )
     delta = tmp_path / "delta.tar"
-    win_pack(tmp_path / "new", [world["lib-2"], world["kept-1"]], "--base", str(base), "-o", str(delta))
+    make_pack(
+        tmp_path / "new",
+        [world["lib-2"], world["kept-1"]],
+        "--base",
+        str(base),
+        "-o",
+        str(delta),
+        platform="win-64",
+    )
     names = subprocess.run(["tar", "-tf", str(delta)], capture_output=True, text=True, check=True).stdout
     assert [n.rsplit("/", 1)[1] for n in names.split() if n.endswith(".conda")] == [world["lib-2"].path.name]
     forged = tmp_path / "forged.ps1"
@@ -500,9 +502,6 @@ def test_a_ps1_base_is_decoded(
 def test_an_update_reinstalls_the_wheels(tmp_path: Path, world: dict[str, BuiltPackage]) -> None:
     """Wheels are installed again on every update (their RECORD says what to remove): the result is what a
     fresh pixi-unpack of the new pack makes, the reference for wheels, which rattler does not install."""
-    from builders import build_wheel
-    from lockfiles import pypi
-
     python = build_package(tmp_path / "py", "python", "3.11.7")
     one = build_wheel(
         tmp_path / "w1",
@@ -519,20 +518,8 @@ def test_an_update_reinstalls_the_wheels(tmp_path: Path, world: dict[str, BuiltP
         console_scripts={"tool": "tool:main"},
     )
 
-    def wheel_pack(folder: Path, conda: Sequence[BuiltPackage], wheel: Any) -> Path:
-        project = folder / "project"
-        project.mkdir(parents=True)
-        (project / "pixi.toml").write_text("[workspace]\nname = 'w'\n")
-        entries: list[Any] = [*(conda_at(p, p.path) for p in conda), pypi(wheel, wheel.path)]
-        write_lock(
-            project / "pixi.lock", {"default": {"linux-64": entries}}, ["https://conda.anaconda.org/x"]
-        )
-        out = folder / "environment.tar"
-        assert pack_main([str(project), "-p", "linux-64", "-o", str(out), "-q"]) == 0
-        return out
-
-    old = wheel_pack(tmp_path / "old", [python, world["lib-1"]], one)
-    new = wheel_pack(tmp_path / "new", [python, world["lib-2"]], two)
+    old = make_pack(tmp_path / "old", [python, world["lib-1"]], wheels=[one])
+    new = make_pack(tmp_path / "new", [python, world["lib-2"]], wheels=[two])
     out = tmp_path / "out"
     assert unpack_main([str(new), "-o", str(out), "-q"]) == 0
     expected = installed_tree(out / "env")
