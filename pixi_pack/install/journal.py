@@ -22,6 +22,7 @@ from typing import Any
 
 from pixi_pack.errors import InstallError
 from pixi_pack.io import tempfiles
+from pixi_pack.io.files import read_limited
 
 logger = logging.getLogger("pixi_pack")
 
@@ -98,16 +99,11 @@ def read_journal(prefix: Path) -> list[Step] | None:
     """The steps of an update that was committed and did not finish; ``None`` if there is none."""
     path = prefix / JOURNAL
     try:
-        with open(path, "rb") as file:
-            data = file.read(_JOURNAL_LIMIT + 1)
+        document = json.loads(read_limited(path, _JOURNAL_LIMIT))
+        steps = [_step(item) for item in document["steps"]]
     except FileNotFoundError:
         return None
-    try:
-        if len(data) > _JOURNAL_LIMIT:
-            raise ValueError("too large")
-        document = json.loads(data)
-        steps = [_step(item) for item in document["steps"]]
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # TooLargeError is a ValueError
         msg = f"{path} is damaged ({exc}): the update it records cannot be completed; unpack the pack with --force"
         raise InstallError(msg) from exc
     return steps

@@ -69,9 +69,7 @@ def plan_install(
     plans = []
     for name in order:
         layout = layouts[name]
-        installed = {
-            path: path if (name, path) in live else f"{CLOBBERS_DIR}/{name}/{path}" for path in layout.owned
-        }
+        installed = {path: place(name, path, live) for path in layout.owned}
         plans.append(
             PackagePlan(
                 package=by_name[name],
@@ -82,6 +80,11 @@ def plan_install(
             )
         )
     return InstallPlan(packages=tuple(plans), python=python, platform=platform)
+
+
+def place(name: str, path: str, live: set[tuple[str, str]]) -> str:
+    """Where package ``name``'s copy of ``path`` goes, given :func:`resolve_clobbers`' ``live`` pairs."""
+    return path if (name, path) in live else f"{CLOBBERS_DIR}/{name}/{path}"
 
 
 def _by_unique_name(packages: Sequence[Package]) -> dict[str, Package]:

@@ -89,7 +89,7 @@ def unpack(
     prefix = output_dir / options.env_name
     if (prefix / JOURNAL).exists() or (prefix / STAGING).exists():
         complete_pending(prefix)
-    _check_prefix(prefix, force=options.force, update=options.update or is_delta(options))
+    _check_prefix(prefix, options)
     created: list[Path] = []
     try:
         with ExitStack() as cleanup:
@@ -104,15 +104,16 @@ def unpack(
         raise
 
 
-def _check_prefix(prefix: Path, *, force: bool, update: bool) -> None:
+def _check_prefix(prefix: Path, options: UnpackOptions) -> None:
     """Refuse an environment folder that is in the way: anything but a missing or empty folder, or with
-    ``force`` or ``update`` an environment (a folder with ``conda-meta/``), replaced or updated."""
+    ``--force``, ``--update`` or a delta pack an environment (a folder with ``conda-meta/``), replaced or
+    updated. Whether the pack is a delta is read only when there is an environment to update."""
     if prefix.is_symlink() or (prefix.exists() and not prefix.is_dir()):
         msg = f"environment folder {prefix} already exists as a link or a file: remove it, or choose another --env-name"
         raise PixiPackError(msg)
     if not prefix.is_dir() or not any(prefix.iterdir()):
         return
-    if not force and not update:
+    if not options.force and not options.update and not is_delta(options):
         msg = (
             f"environment folder {prefix} already exists and is not empty: pass --update to update it to "
             f"this pack's packages, --force to replace it "
@@ -167,7 +168,7 @@ def _unpack_into(
     # A new folder's mode, not mkdtemp's 0700: an environment in /opt is shared.
     build_dir.chmod(0o777 & ~tempfiles.umask())
     old = None
-    if prefix.is_dir() and any(prefix.iterdir()):  # --force: checked by _check_prefix
+    if existing:  # --force: checked by _check_prefix
         # The old environment goes where the new one was built, which the cleanup removes.
         old = tempfiles.swap_in(build_dir, prefix, options.env_name)
         if old != build_dir:

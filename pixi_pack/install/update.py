@@ -13,7 +13,6 @@ warning, as conda does.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import posixpath
@@ -31,7 +30,9 @@ from pixi_pack.formats.records import RecordError, check_name
 from pixi_pack.install.activate import CARRIED_DIR, write_activation_script
 from pixi_pack.install.journal import STAGING, Step, apply, identify, inside, staged_files, write_journal
 from pixi_pack.install.link import install_packages
-from pixi_pack.install.plan import CLOBBERS_DIR, PackagePlan, resolve_clobbers, sort_topologically
+from pixi_pack.install.plan import CLOBBERS_DIR, PackagePlan, place, resolve_clobbers, sort_topologically
+from pixi_pack.io.files import read_limited
+from pixi_pack.io.hashing import hash_file
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import INSTALLER_NAME, METADATA_FILE, PackageSource, UnpackOptions
 from pixi_pack.platforms import PythonInfo, python_major_minor
@@ -49,11 +50,7 @@ def read_environment(prefix: Path) -> dict[str, dict[str, Any]]:
     for path in sorted((prefix / "conda-meta").glob("*.json")):
         where = f"{path.relative_to(prefix.parent)}"
         try:
-            with open(path, "rb") as file:
-                data = file.read(_RECORD_LIMIT + 1)
-            if len(data) > _RECORD_LIMIT:
-                raise ValueError("too large")
-            record = json.loads(data)
+            record = json.loads(read_limited(path, _RECORD_LIMIT))
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
             name = check_name(record.get("name"), "name")
@@ -140,15 +137,7 @@ class UpdatePlan:
             self._owned[plan.package.name] = list(plan.installed)
         self._live = None
         live = self._settled()
-        return [
-            {
-                path: path
-                if (plan.package.name, path) in live
-                else f"{CLOBBERS_DIR}/{plan.package.name}/{path}"
-                for path in plan.installed
-            }
-            for plan in plans
-        ]
+        return [{path: place(plan.package.name, path, live) for path in plan.installed} for plan in plans]
 
     def _settled(self) -> set[tuple[str, str]]:
         if self._live is None:
@@ -161,10 +150,9 @@ class UpdatePlan:
         moves: dict[str, dict[str, str]] = {}
         for name in self.kept:
             for item in self.installed[name]["paths_data"]["paths"]:
-                final = str(item.get("original_path") or item["_path"])
                 if item.get("path_type") == "directory":
                     continue
-                wanted = final if (name, final) in live else f"{CLOBBERS_DIR}/{name}/{final}"
+                wanted = place(name, _final(item), live)
                 if wanted != item["_path"]:
                     moves.setdefault(name, {})[item["_path"]] = wanted
         return moves
@@ -174,12 +162,13 @@ def _python_version(record: Mapping[str, Any] | None) -> tuple[int, int] | None:
     return python_major_minor(str(record.get("version", ""))) if record is not None else None
 
 
+def _final(item: Mapping[str, Any]) -> str:
+    """The place in the prefix of a ``paths_data`` item (its ``_path`` may be under ``__clobbers__``)."""
+    return str(item.get("original_path") or item["_path"])
+
+
 def _final_paths(record: Mapping[str, Any]) -> list[str]:
-    return [
-        str(item.get("original_path") or item["_path"])
-        for item in record["paths_data"]["paths"]
-        if item.get("path_type") != "directory"
-    ]
+    return [_final(item) for item in record["paths_data"]["paths"] if item.get("path_type") != "directory"]
 
 
 def plan_steps(prefix: Path, plan: UpdatePlan, wheel_files: Sequence[str] = ()) -> list[Step]:
@@ -246,7 +235,7 @@ def _rewrite_record(staging: Path, record: Mapping[str, Any], changes: Mapping[s
         if current not in changes:
             items.append(item)
             continue
-        final = item.get("original_path") or current
+        final = _final(item)
         moved: dict[str, Any] = {"_path": changes[current]}
         if changes[current] != final:
             moved["original_path"] = final
@@ -279,11 +268,7 @@ def _changed(prefix: Path, item: Mapping[str, Any]) -> bool:
         return True
     if not isinstance(expected, str):
         return False
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest() != expected
+    return hash_file(path).sha256 != expected
 
 
 def _pycache_of(prefix: Path, path: str) -> list[Step]:

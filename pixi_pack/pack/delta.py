@@ -23,6 +23,7 @@ from pixi_pack.formats.channel import (
     parse_metadata,
 )
 from pixi_pack.formats.listing import pack_records
+from pixi_pack.io.files import TooLargeError, read_limited
 from pixi_pack.models import CHANNEL_DIR, METADATA_FILE, CondaPackage
 from pixi_pack.pack.selfextract import decode_ps1_pack, stub_payload_args
 from pixi_pack.platforms import python_major_minor
@@ -66,23 +67,26 @@ def read_base(path: Path) -> Base:
                 tar = Path(folder) / "base.tar"
                 with open(tar, "wb") as out:
                     decode_ps1_pack(path, out)
-                return _from_metadata(PackReader(tar).read_text(METADATA_FILE), PackReader(tar), path)
+                return _from_pack(PackReader(tar), path)
         located = stub_payload_args(path) if path.is_file() else None
-        reader = PackReader(path) if located is None else PackReader(path, int(located[1]), int(located[3]))
-        return _from_metadata(reader.read_text(METADATA_FILE), reader, path)
+        return _from_pack(
+            PackReader(path) if located is None else PackReader(path, int(located[1]), int(located[3])), path
+        )
     except ArchiveError as exc:
         msg = f"--base {path}: {exc}"
         raise PixiPackError(msg) from exc
 
 
 def _read_limited(path: Path) -> str:
-    from pixi_pack.io.files import TooLargeError, read_limited
-
     try:
         return read_limited(path, _METADATA_LIMIT).decode("utf-8")
     except (TooLargeError, UnicodeDecodeError) as exc:
         msg = f"{path} is not a pixi-pack.json: {exc}"
         raise ArchiveError(msg) from exc
+
+
+def _from_pack(reader: PackReader, path: Path) -> Base:
+    return _from_metadata(reader.read_text(METADATA_FILE), reader, path)
 
 
 def _from_metadata(text: str, reader: PackReader | None, path: Path) -> Base:
@@ -103,11 +107,12 @@ def _from_metadata(text: str, reader: PackReader | None, path: Path) -> Base:
 
 
 def _python_of(digests: dict[str, str]) -> tuple[int, int] | None:
+    """The X.Y of the base's python, from its file name (``<name>-<version>-<build>.conda``)."""
     for key in digests:
-        name, _, rest = PurePosixPath(key).name.partition("-")
-        stem = rest.rsplit("-", 1)[0]
-        if name == "python" and stem.count("-") == 0:
-            return python_major_minor(stem)
+        stem = PurePosixPath(key).name.removesuffix(".conda").removesuffix(".tar.bz2")
+        parts = stem.rsplit("-", 2)
+        if len(parts) == 3 and parts[0] == "python":
+            return python_major_minor(parts[1])
     return None
 
 
