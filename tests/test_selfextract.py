@@ -148,17 +148,27 @@ def test_sh_layout(fake_zipapp: Path, tmp_path: Path) -> None:
         assert archive.read("__main__.py").decode() == FAKE_MAIN
 
 
-def test_sh_stub_offset_is_its_own_length() -> None:
+# What each stub says of its numbers: the size check (of the whole file) and where the pack starts.
+STUB_NUMBERS = {
+    "sh": ('"$size" != {total} ]', "from byte {offset_1} "),
+    "cmd": ('"%pixi_pack_size%"=="{total}"', "from byte {offset} (counted from 0)"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(STUB_NUMBERS))
+def test_stub_offset_is_its_own_length(form: selfextract.Form) -> None:
+    size_check, start = STUB_NUMBERS[form]
     for length in (0, 9, 10**9, 10**12):
-        stub = selfextract.render_stub("sh", sha256="0" * 64, length=length, zipapp_length=1000)
+        stub = selfextract.render_stub(form, sha256="0" * 64, length=length, zipapp_length=1000)
         assert f"--payload-offset {len(stub)} ".encode() in stub
-        assert f'"$size" != {len(stub) + length + 1000} ]'.encode() in stub
-        assert f"from byte {len(stub) + 1} ".encode() in stub
+        assert size_check.format(total=len(stub) + length + 1000).encode() in stub
+        assert start.format(offset=len(stub), offset_1=len(stub) + 1).encode() in stub
 
 
-def test_sh_stub_golden() -> None:
-    stub = selfextract.render_stub("sh", sha256="ab" * 32, length=123456789, zipapp_length=987654)
-    check_golden("environment.sh.stub", stub)
+@pytest.mark.parametrize("form", sorted(STUB_NUMBERS))
+def test_stub_golden(form: selfextract.Form) -> None:
+    stub = selfextract.render_stub(form, sha256="ab" * 32, length=123456789, zipapp_length=987654)
+    check_golden(f"environment.{form}.stub", stub)
 
 
 @pytest.mark.parametrize("shell", SHELLS)

@@ -23,7 +23,6 @@ from builders import File, build_package, build_wheel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lockfiles import LockEntry, conda_at, pypi, write_lock
-from test_selfextract import check_golden
 from test_zipapp import zipapp_path
 
 from pixi_pack.cli import pack_main
@@ -210,19 +209,6 @@ def test_cmd_stub_only_jumps_forward() -> None:
     for n, label in gotos:
         assert labels[label] > n, (label, lines[n])
     assert "call :" not in stub
-
-
-def test_cmd_stub_offset_is_its_own_length() -> None:
-    for length in (0, 9, 10**9, 10**12):
-        stub = selfextract.render_stub("cmd", sha256="0" * 64, length=length, zipapp_length=1000)
-        assert f"--payload-offset {len(stub)} ".encode() in stub
-        assert f'"%pixi_pack_size%"=="{len(stub) + length + 1000}"'.encode() in stub
-        assert f"from byte {len(stub)} ".encode() in stub
-
-
-def test_cmd_stub_golden() -> None:
-    stub = selfextract.render_stub("cmd", sha256="ab" * 32, length=123456789, zipapp_length=987654)
-    check_golden("environment.cmd.stub", stub)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
