@@ -9,6 +9,7 @@ the new environment.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -29,9 +30,11 @@ from lockfiles import LockEntry, conda_at, pypi, write_lock
 from test_link import RECORD_FIELDS, installed_tree, paths_data, rattler_install
 
 from pixi_pack.cli import pack_main, unpack_main
-from pixi_pack.errors import ArchiveError, InstallError
+from pixi_pack.errors import ArchiveError, InstallError, PixiPackError
 from pixi_pack.formats.channel import parse_identity
 from pixi_pack.install.journal import JOURNAL, STAGING, complete_pending
+from pixi_pack.install.update import read_environment
+from pixi_pack.pack.selfextract import decode_ps1_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -426,6 +429,24 @@ def test_hostile_identity_and_journal_give_our_error(document: Any) -> None:
         (prefix / JOURNAL).write_text(text if isinstance(document, str) else json.dumps({"steps": document}))
         with contextlib.suppress(InstallError):
             complete_pending(prefix)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json(), st.binary(max_size=300))
+def test_hostile_conda_meta_and_ps1_give_our_error(document: Any, data: bytes) -> None:
+    """A conda-meta record of any shape is read or refused with our error; so is any file named .ps1."""
+    with tempfile.TemporaryDirectory() as folder:
+        prefix = Path(folder)
+        (prefix / "conda-meta").mkdir()
+        (prefix / "conda-meta" / "x-1-0.json").write_text(json.dumps(document))
+        with contextlib.suppress(InstallError):
+            read_environment(prefix)
+        script = prefix / "environment.ps1"
+        script.write_bytes(
+            b"$PayloadOffset = 0\r\n$PayloadBase64Length = 99\r\n$PayloadLength = 50\r\n" + data
+        )
+        with contextlib.suppress(PixiPackError):
+            decode_ps1_pack(script, io.BytesIO())
 
 
 def test_verify_only_and_list_take_a_delta_pack(tmp_path: Path, world: dict[str, BuiltPackage]) -> None:
