@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import corpus
-import run
+import harness
 
 PROFILE = corpus.CACHE / "profile"
 SAFE_MTIME = 315_532_800
@@ -65,9 +65,9 @@ def ensure_pack() -> Path:
     if tar.exists():
         return tar
     PROFILE.mkdir(parents=True, exist_ok=True)
-    with run.serve(corpus.CORPUS) as url:
+    with harness.serve(corpus.CORPUS) as url:
         project = corpus.write_project(PROFILE / "project", built.packages, f"{url}/channel")
-        run.run_process([run.BIN / "pixi-pack", project, "-o", tar, "-q"])
+        harness.run_process([harness.BIN / "pixi-pack", project, "-o", tar, "-q"])
     return tar
 
 
@@ -83,14 +83,14 @@ def categorize(stack: Sequence[str]) -> str:
 
 
 def spy(tar: Path) -> None:
-    py_spy = shutil.which("py-spy", path=str(run.BIN)) or shutil.which("py-spy")
+    py_spy = shutil.which("py-spy", path=str(harness.BIN)) or shutil.which("py-spy")
     if py_spy is None:
         print("py-spy is not installed: .venv/bin/pip install py-spy", file=sys.stderr)
         return
     raw = PROFILE / "py-spy.txt"
-    with run.scratch() as folder:
+    with harness.scratch() as folder:
         command = [py_spy, "record", "--native", "--threads", "--rate", "250", "--format", "raw"]
-        command += ["-o", str(raw), "--", sys.executable, str(run.BIN / "pixi-unpack")]
+        command += ["-o", str(raw), "--", sys.executable, str(harness.BIN / "pixi-unpack")]
         command += [str(tar), "-o", str(folder), "-e", "env", "-q"]
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
@@ -118,7 +118,7 @@ def spy(tar: Path) -> None:
     print("\nhottest leaf frames (busy samples):")
     for name, count in leaves.most_common(15):
         print(f"  {100 * count / total:5.1f}%  {name}")
-    print(f"\nraw stacks (flamegraph.pl / speedscope input): {raw.relative_to(run.REPO)}")
+    print(f"\nraw stacks (flamegraph.pl / speedscope input): {raw.relative_to(harness.REPO)}")
 
 
 Patch = Callable[[], contextlib.AbstractContextManager[None]]
@@ -198,8 +198,8 @@ def variants(tar: Path, runs: int) -> None:
         names = list(cases) if index % 2 == 0 else list(reversed(cases))
         for name in names:
             patch, tuning = cases[name]
-            with run.scratch() as folder, patch():
-                sample = run.run_inline(
+            with harness.scratch() as folder, patch():
+                sample = harness.run_inline(
                     lambda folder=folder, tuning=tuning: unpack(  # type: ignore[misc]
                         UnpackOptions(pack=tar, output_directory=folder, env_name="env"), tuning=tuning
                     )
@@ -271,7 +271,7 @@ def breakdown(packages: Sequence[Path]) -> None:
             hashlib.sha256(content).digest()
     for workers in (1, 2, 8):
         with (
-            run.scratch() as folder,
+            harness.scratch() as folder,
             cpu_timer(f"write {len(files)} files from memory, {workers} thread(s)", results),
         ):
             _write_all(folder, files, workers)
@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.workdir is not None:
-        run.WORK = args.workdir.resolve()
+        harness.WORK = args.workdir.resolve()
     tar = ensure_pack()
     if args.breakdown:
         built = corpus.build_corpus(big=False)
