@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import re
+import stat
 import sys
 import tarfile
 import time
@@ -845,3 +846,21 @@ def test_big_placeholder_files_are_streamed_and_match_rattler(
     assert_same_install(ours, theirs)
     assert (ours / "share" / "big.txt").read_bytes().startswith(f"#!{theirs}/bin/python\n".encode())
     assert peak < size // 3, f"installing two {size >> 20} MiB files peaked at {peak >> 20} MiB"
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002, 0o000])
+@pytest.mark.parametrize("mode", [0o644, 0o755, 0o664, 0o600, 0o777, 0o4755, 0o444])
+def test_files_get_exactly_their_mode_whatever_the_umask(tmp_path: Path, mask: int, mode: int) -> None:
+    """Modes the umask leaves whole are given to open(); the rest are set after, so both come out exact."""
+    from pixi_pack.install.tree import TreeWriter
+
+    previous = os.umask(mask)
+    try:
+        writer = TreeWriter(tmp_path)
+        writer.write("a/b/small", b"x", mode, 1_600_000_000)
+        writer.write("a/streamed", io.BytesIO(b"y" * 3_000_000), mode, None)
+    finally:
+        os.umask(previous)
+    for rel in ("a/b/small", "a/streamed"):
+        assert stat.S_IMODE(os.lstat(tmp_path / rel).st_mode) == mode, rel
+    assert int(os.lstat(tmp_path / "a/b/small").st_mtime) == 1_600_000_000

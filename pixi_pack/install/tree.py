@@ -6,6 +6,7 @@ import os
 import stat
 from pathlib import Path
 
+from pixi_pack.io import tempfiles
 from pixi_pack.io.hashing import Readable
 
 
@@ -22,6 +23,8 @@ class TreeWriter:
         # The root with a trailing separator: file paths are made by concatenation, not Path.
         self._prefix = "" if root_str == "." else root_str.rstrip("/" + _SEP) + _SEP
         self._known_dirs = known_dirs if known_dirs is not None else set()
+        # A mode the umask leaves as it is can be given to open(); others need an fchmod after.
+        self._umask = tempfiles.umask()
 
     def path(self, rel: str) -> Path:
         return self.root / rel if rel else self.root
@@ -45,14 +48,16 @@ class TreeWriter:
         """``path(rel)`` as a string, without building a :class:`Path` (this is on the per-file path)."""
         return self._prefix + (rel if _SEP == "/" else rel.replace("/", _SEP))
 
-    def _new_file(self, rel: str) -> tuple[int, str]:
+    def write(self, rel: str, data: bytes | Readable, mode: int, mtime: float | None) -> None:
+        """Write a new file from bytes or a stream, with exactly ``mode``, then set its mtime.
+
+        The file is created with ``mode`` where the umask leaves it whole (0644 and 0755 under the usual
+        022), so only other modes cost an ``fchmod``.
+        """
         self.make_dirs(rel.rpartition("/")[0])
         full = self._full(rel)
-        return os.open(full, _NEW_FILE_FLAGS, 0o600), full
-
-    def write(self, rel: str, data: bytes | Readable, mode: int, mtime: float | None) -> None:
-        """Write a new file from bytes or a stream, then set its mode (exactly) and mtime."""
-        fd, full = self._new_file(rel)
+        exact = not mode & ~0o777 and not mode & self._umask
+        fd = os.open(full, _NEW_FILE_FLAGS, mode if exact else 0o600)
         try:
             if isinstance(data, (bytes, bytearray, memoryview)):
                 _write_all(fd, data)
@@ -60,7 +65,8 @@ class TreeWriter:
                 read = data.read
                 while chunk := read(_WRITE_CHUNK):
                     _write_all(fd, chunk)
-            _set_mode(fd, full, mode)
+            if not exact:
+                _set_mode(fd, full, mode)
             if mtime is not None and _UTIME_FD:
                 os.utime(fd, (mtime, mtime))
         finally:
