@@ -7,6 +7,7 @@ Our install writes into its own build folder but names rattler's prefix as the t
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hashlib
 import io
@@ -864,3 +865,61 @@ def test_files_get_exactly_their_mode_whatever_the_umask(tmp_path: Path, mask: i
     for rel in ("a/b/small", "a/streamed"):
         assert stat.S_IMODE(os.lstat(tmp_path / rel).st_mode) == mode, rel
     assert int(os.lstat(tmp_path / "a/b/small").st_mtime) == 1_600_000_000
+
+
+@pytest.mark.parametrize("kept", [0, 3])
+def test_released_entries_are_read_again_and_match_rattler(
+    tmp_path: Path, python_channel: Any, monkeypatch: pytest.MonkeyPatch, kept: int
+) -> None:
+    """Past KEPT_ENTRIES paths, packages drop their paths.json entries once planned and read them again:
+    with none kept, or some, the install is rattler's (clobbers, noarch python, entry points)."""
+    import pixi_pack.install.link as link
+
+    monkeypatch.setattr(link, "KEPT_ENTRIES", kept)
+    out = tmp_path / "build"
+    packages = [
+        *python_channel.packages.values(),
+        build_package(out, "top", files={"share/x.txt": "top\n", "lib/y": "top"}, depends=["base"]),
+        build_package(out, "base", files={"share/x.txt": "base\n", "lib/z": "z"}),
+    ]
+    ours, theirs = ours_and_rattler(tmp_path, built(packages), [p.path for p in packages])
+    assert_same_install(ours, theirs, ordered_paths=False)
+    assert (ours / CLOBBERS_DIR / "base" / "share" / "x.txt").read_text() == "base\n"
+    # A file where another package has a folder (rattler's own result depends on its threads here).
+    packages = [
+        build_package(out, "pkga", files={"lib/f": "A"}, depends=["pkgb"]),
+        build_package(out, "pkgb", files={"lib/f/g": "B"}),
+    ]
+    env = tmp_path / "clash"
+    install_packages(built(packages), env, env, PLATFORM)
+    assert (env / "lib" / "f").read_text() == "A"
+    assert (env / CLOBBERS_DIR / "pkgb" / "lib" / "f" / "g").read_text() == "B"
+
+
+def test_a_package_whose_info_changed_after_planning_is_refused(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pixi_pack.formats.package_info import load_package, with_entries
+
+    (source,) = built([build_package(tmp_path, "p", files={"a": "1", "b": "2"})])
+    package = load_package(source)
+    assert with_entries(package) is package
+    assert with_entries(package.release()) == package
+    planned = replace(package.release(), file_paths="a\0c")
+    with pytest.raises(ArchiveError, match="changed while it was being installed"):
+        with_entries(planned)
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_moved_copies_are_the_exact_rule(seed: int) -> None:
+    """The hashed first pass finds every clash: the result is resolve_clobbers' for random path sets."""
+    from pixi_pack.install.plan import moved_copies, place
+
+    rng = random.Random(seed)
+    names = [f"p{i}" for i in range(rng.randint(1, 5))]
+    pool = ["a", "a/b", "a/b/c", "a/d", "e", "e/f", "g/h/i", "g/h", "g"]
+    owned = {n: list(dict.fromkeys(rng.sample(pool, rng.randint(0, 4)))) for n in names}
+    live = resolve_clobbers(names, owned)
+    expected = {n: {p: place(n, p, live) for p in paths if (n, p) not in live} for n, paths in owned.items()}
+    moved = moved_copies(names, {n: functools.partial(iter, owned[n]) for n in names})
+    assert moved == {n: m for n, m in expected.items() if m}

@@ -9,8 +9,8 @@ before it is trusted. The rules follow rattler_conda_types' ``package/paths.rs``
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pixi_pack.errors import ArchiveError
@@ -47,13 +47,32 @@ class EntryPoint:
 
 @dataclass(frozen=True)
 class Package:
-    """A package to install, as its archive describes it: its source, ``index.json`` and payload listing."""
+    """A package to install, as its archive describes it: its source, ``index.json`` and payload listing.
+
+    An install of many files holds only some packages' ``entries`` at once (:meth:`released`, then
+    :func:`with_entries` when the package's turn comes); ``file_paths`` stays, for the plan.
+    """
 
     source: PackageSource
     index: Mapping[str, Any]
-    info: PackageInfo
+    about_mtime: int | None
+    """The mtime of ``info/about.json``, which rattler uses to date the files it rewrites."""
     entries: Sequence[PathEntry]
     entry_points: Sequence[EntryPoint]
+    file_paths: str = ""
+    """The paths of the entries that are not folders, in order, NUL-separated (a path never holds NUL):
+    one string for the whole package instead of an object per path."""
+    released: bool = False
+    """``entries`` were dropped to bound memory; :func:`with_entries` reads them again."""
+
+    def paths(self) -> Iterator[str]:
+        """The paths of the entries that are not folders, in order (from ``file_paths``)."""
+        if self.file_paths:
+            yield from self.file_paths.split("\0")
+
+    def release(self) -> Package:
+        """This package without its ``entries``."""
+        return replace(self, entries=(), released=True)
 
     @property
     def name(self) -> str:
@@ -89,7 +108,21 @@ def load_package(source: PackageSource, *, zstd: Decompressor | None = None) -> 
         if index.get("noarch") == "python" and "link.json" in info.files
         else []
     )
-    return Package(source, index, info, tuple(entries), tuple(entry_points))
+    file_paths = "\0".join(e.path for e in entries if e.path_type != "directory")
+    return Package(source, index, info.about_mtime, tuple(entries), tuple(entry_points), file_paths)
+
+
+def with_entries(package: Package, *, zstd: Decompressor | None = None) -> Package:
+    """``package`` with its ``entries``, read again from its archive if they were released.
+
+    The archive must still describe the package that was planned, or nothing of it is installed.
+    """
+    if not package.released:
+        return package
+    fresh = load_package(package.source, zstd=zstd)
+    if fresh.file_paths != package.file_paths or fresh.index != package.index:
+        raise invalid_package(package.source.file_name, "its info/ changed while it was being installed")
+    return fresh
 
 
 def parse_index_json(document: object, file_name: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
@@ -69,8 +70,13 @@ def install_packages(
     :class:`~pixi_pack.io.zstd.Decompressor` of this call).
 
     An update installs only some of an environment's packages: ``python`` is the environment's python
-    when it is not among them, and ``placement`` gives each package's ``installed`` mapping (prefix path ->
-    where its copy goes) of each of them, decided over the whole environment's clobbers.
+    when it is not among them, and ``placement`` gives each package's ``moved`` mapping (prefix path ->
+    where its copy goes, for the copies that do not go to their own path), decided over the whole
+    environment's clobbers.
+
+    Memory stays flat in the number of files: the plan holds no object per path, and past
+    :data:`KEPT_ENTRIES` paths in all, a package's ``info/paths.json`` entries are dropped once it is
+    planned and read again from its archive when its turn comes.
     """
     made_build_dir = not build_dir.exists()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -121,16 +127,19 @@ def _install(
     python: PythonInfo | None,
     placement: Callable[[Sequence[PackagePlan]], Sequence[Mapping[str, str]]] | None,
 ) -> None:
+    budget = _EntryBudget(KEPT_ENTRIES)
+
     def load(source: PackageSource) -> Package:
         if verify is not None:
             verify(source)
-        return load_package(source, zstd=zstd)
+        package = load_package(source, zstd=zstd)
+        return package if budget.take(len(package.entries)) else package.release()
 
     with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
         plan = plan_install(_run_all(pool, packages, load), platform, python=python)
         if placement is not None:
             places = placement(plan.packages)
-            plans = [replace(p, installed=MappingProxyType(dict(m))) for p, m in zip(plan.packages, places)]
+            plans = [replace(p, moved=MappingProxyType(dict(m))) for p, m in zip(plan.packages, places)]
             plan = replace(plan, packages=tuple(plans))
         _warn_link_scripts(plan.packages, platform)
         writer = TreeWriter(build_dir, set())
@@ -148,6 +157,26 @@ def _install(
 
         # Start the costliest packages first so they do not finish last, alone.
         _run_all(pool, sorted(packages, key=_expected_cost, reverse=True), install_one, on_installed)
+
+
+#: How many ``info/paths.json`` entries (~700 bytes each) the install keeps in memory between reading the
+#: packages and writing them; the packages beyond read their entries again (benchmarks/README.md).
+KEPT_ENTRIES = 10_000
+
+
+class _EntryBudget:
+    """Hands out room for :data:`KEPT_ENTRIES` entries, first come first served, from any thread."""
+
+    def __init__(self, room: int) -> None:
+        self._room = room
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> bool:
+        with self._lock:
+            if count > self._room:
+                return False
+            self._room -= count
+            return True
 
 
 #: How much more a byte of ``.tar.bz2`` costs to install than a byte of ``.conda``: bz2 decompresses far
@@ -203,7 +232,7 @@ def _warn_link_scripts(plans: Iterable[PackagePlan], platform: str) -> None:
         name = plan.package.index["name"]
         folder, ext = ("Scripts", "bat") if is_windows(platform) else ("bin", "sh")
         for kind in ("pre-link", "post-link"):
-            if f"{folder}/.{name}-{kind}.{ext}" in plan.final.values():
+            if f"{folder}/.{name}-{kind}.{ext}" in plan.owned():
                 logger.warning(
                     "%s has a %s script, which is not run (rattler and pixi-unpack do not run them either)",
                     plan.package.dist,

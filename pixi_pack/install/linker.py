@@ -19,13 +19,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pixi_pack.errors import InstallError
 from pixi_pack.formats.package import Member, invalid_package, iter_payload, link_stays_inside
-from pixi_pack.formats.package_info import PathEntry
+from pixi_pack.formats.package_info import PathEntry, with_entries
 from pixi_pack.install.condameta import WrittenPath, entry_point_item, paths_data_item
 from pixi_pack.install.entrypoints import entry_point_script, launcher_exe, windows_interpreter
 from pixi_pack.install.plan import PackagePlan
@@ -60,6 +60,8 @@ class PackageLinker:
     """Streams one package's payload into the prefix following its :class:`PackagePlan`."""
 
     def __init__(self, plan: PackagePlan, target: Target) -> None:
+        # The plan's package may have released its entries (a big install): read them again.
+        plan = replace(plan, package=with_entries(plan.package, zstd=target.zstd))
         self._plan = plan
         self._target = target
         self._file_name = plan.package.source.file_name
@@ -73,7 +75,7 @@ class PackageLinker:
         for path in sorted(self._by_path):
             for folder in _parents(path):
                 self._listed_inside.setdefault(folder, path)
-        about = plan.package.info.about_mtime
+        about = plan.package.about_mtime
         self._patched_mtime = float(about + 1) if about is not None else time.time()
         # What the stream has shown so far: written paths, symlink targets, file modes and mtimes.
         self._written: dict[str, WrittenPath] = {}
@@ -83,13 +85,13 @@ class PackageLinker:
 
     def run(self) -> list[dict[str, Any]]:
         """Write the package's files; returns its ``paths_data`` entries, sorted like rattler's."""
-        folders = [self._plan.final[e.path] for e in self._plan.package.entries if e.path_type == "directory"]
+        folders = [self._plan.final(e.path) for e in self._plan.package.entries if e.path_type == "directory"]
         for folder in folders:
             self._target.writer.make_dirs(folder)
         self._stream_payload()
         self._finish_deferred()
         items = self._write_entry_points()
-        items += [paths_data_item(w, self._plan.final[w.entry.path]) for w in self._written.values()]
+        items += [paths_data_item(w, self._plan.final(w.entry.path)) for w in self._written.values()]
         items += [{"_path": folder, "path_type": "directory"} for folder in folders]
         return sorted(items, key=lambda item: item["_path"].split("/"))
 
@@ -110,7 +112,7 @@ class PackageLinker:
             raise invalid_package(self._file_name, what)
 
     def _destination(self, entry: PathEntry) -> str:
-        return self._plan.installed[self._plan.final[entry.path]]
+        return self._plan.place(self._plan.final(entry.path))
 
     def _member(self, member: Member, data: bytes | Readable | None) -> None:
         if member.kind == "symlink":
@@ -161,7 +163,7 @@ class PackageLinker:
             )
 
     def _symlink(self, member: Member, entry: PathEntry, installed: str) -> WrittenPath:
-        final = self._plan.final[entry.path]
+        final = self._plan.final(entry.path)
         if not link_stays_inside(final, member.target):
             # conda and rattler install these (rattler's default ExternalSymlinkPolicy); nothing is ever
             # written through one, as TreeWriter refuses any path that goes through a symlink.
@@ -263,7 +265,7 @@ class PackageLinker:
                 else:
                     data = script.encode()
                     path_type = "windows_python_entry_point_script" if windows else "unix_python_entry_point"
-                installed = self._plan.installed[path]
+                installed = self._plan.place(path)
                 self._target.writer.write(installed, data, mode, None)
                 items.append(entry_point_item(installed, path, path_type, data))
         return items

@@ -13,8 +13,8 @@ its path resolver (``crates/path_resolver``) and rattler_conda_types' ``repo_dat
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from pixi_pack.errors import InstallError
@@ -27,17 +27,33 @@ CLOBBERS_DIR = "__clobbers__"
 
 @dataclass(frozen=True)
 class PackagePlan:
-    """Where one package's files go; made by :func:`plan_install`, never changed after."""
+    """Where one package's files go; made by :func:`plan_install`, never changed after.
+
+    It holds no object per path: where a path goes is computed (:meth:`final`, :meth:`place`), and only
+    the few copies that do not go to their own path are listed (``moved``).
+    """
 
     package: Package
-    final: Mapping[str, str]
-    """Package path -> path in the prefix (noarch python paths mapped)."""
-    installed: Mapping[str, str]
-    """Path in the prefix -> where this package's copy is written (itself, or under ``__clobbers__``)."""
+    python: PythonInfo | None
+    """The environment's python for a noarch python package (its paths are mapped), else None."""
+    moved: Mapping[str, str]
+    """Path in the prefix -> where this package's copy goes instead (under ``__clobbers__``)."""
     shadowed: frozenset[str]
     """Package paths not written because an entry point of the same package takes their place."""
     scripts: Sequence[tuple[EntryPoint, Sequence[str]]]
     """Each entry point and the scripts written for it, relative to the prefix (noarch python only)."""
+
+    def final(self, path: str) -> str:
+        """Where the package path ``path`` lies in the prefix (noarch python paths mapped)."""
+        return self.python.target_path(path) if self.python is not None else path
+
+    def place(self, path: str) -> str:
+        """Where this package's copy of the prefix path ``path`` is written: itself, or under ``__clobbers__``."""
+        return self.moved.get(path, path)
+
+    def owned(self) -> Iterator[str]:
+        """The prefix paths the package writes (files, symlinks, entry points), in order, each once."""
+        return owned_paths(self.package, self.python, self.scripts)
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,7 @@ def plan_install(
     """Decide where every file of ``packages`` goes in a ``platform`` prefix, before anything is written.
 
     ``python`` is the environment's python where it is not among ``packages`` (an update that keeps it).
+    Only the packages' ``file_paths`` are read, so their ``entries`` may have been released.
     """
     python = python or environment_python(packages, platform)
     by_name = _by_unique_name(packages)
@@ -63,23 +80,13 @@ def plan_install(
         {n: p.depends for n, p in by_name.items()},
         {n: p.index.get("noarch") not in (None, False) for n, p in by_name.items()},
     )
-    layouts = {name: _layout(by_name[name], python, platform) for name in order}
-    owned = {name: layout.owned for name, layout in layouts.items()}
-    live = resolve_clobbers(order, owned)
-    plans = []
-    for name in order:
-        layout = layouts[name]
-        installed = {path: place(name, path, live) for path in layout.owned}
-        plans.append(
-            PackagePlan(
-                package=by_name[name],
-                final=MappingProxyType(layout.final),
-                installed=MappingProxyType(installed),
-                shadowed=layout.shadowed,
-                scripts=layout.scripts,
-            )
-        )
-    return InstallPlan(packages=tuple(plans), python=python, platform=platform)
+    plans = {name: _plan(by_name[name], python, platform) for name in order}
+    moved = moved_copies(order, {name: plan.owned for name, plan in plans.items()})
+    return InstallPlan(
+        packages=tuple(replace(plans[n], moved=MappingProxyType(moved.get(n, {}))) for n in order),
+        python=python,
+        platform=platform,
+    )
 
 
 def place(name: str, path: str, live: set[tuple[str, str]]) -> str:
@@ -97,24 +104,25 @@ def _by_unique_name(packages: Sequence[Package]) -> dict[str, Package]:
     return by_name
 
 
-@dataclass(frozen=True)
-class _Layout:
-    final: dict[str, str]
-    scripts: tuple[tuple[EntryPoint, tuple[str, ...]], ...]
-    shadowed: frozenset[str]
-    owned: list[str]
-    """The prefix paths the package writes, in order."""
-
-
-def _layout(package: Package, python: PythonInfo | None, platform: str) -> _Layout:
-    final = _final_paths(package, python)
+def _plan(package: Package, python: PythonInfo | None, platform: str) -> PackagePlan:
+    if package.noarch_python and python is None:
+        msg = f"could not install {package.dist}: it is a noarch python package but the environment has no python"
+        raise InstallError(msg)
+    mapping = python if package.noarch_python else None
     scripts = _entry_point_scripts(package, python, platform)
     targets = {path for _, paths in scripts for path in paths}
     # rattler writes entry points after the files, so an entry point replaces a file at its path.
-    shadowed = frozenset(e.path for e in package.entries if final[e.path] in targets)
-    files = [final[e.path] for e in package.entries if e.path_type != "directory"]
-    owned = [*files, *(path for _, paths in scripts for path in paths)]
-    return _Layout(final, scripts, shadowed, list(dict.fromkeys(owned)))
+    shadowed = frozenset(p for p in package.paths() if (mapping.target_path(p) if mapping else p) in targets)
+    return PackagePlan(package, mapping, MappingProxyType({}), shadowed, scripts)
+
+
+def owned_paths(
+    package: Package, python: PythonInfo | None, scripts: Sequence[tuple[EntryPoint, Sequence[str]]]
+) -> Iterator[str]:
+    """The prefix paths ``package`` writes, in order, each once: its files (mapped by ``python``, for
+    noarch python), then its entry point scripts."""
+    files = package.paths() if python is None else map(python.target_path, package.paths())
+    yield from dict.fromkeys([*files, *(path for _, paths in scripts for path in paths)])
 
 
 # --- noarch python ------------------------------------------------------------------------------------
@@ -132,15 +140,6 @@ def environment_python(packages: Iterable[Package], platform: str) -> PythonInfo
         msg = f"cannot install noarch python packages: the python version {version!r} has no X.Y form"
         raise InstallError(msg)
     return info
-
-
-def _final_paths(package: Package, python: PythonInfo | None) -> dict[str, str]:
-    if package.noarch_python and python is None:
-        msg = f"could not install {package.dist}: it is a noarch python package but the environment has no python"
-        raise InstallError(msg)
-    if package.noarch_python and python:
-        return {entry.path: python.target_path(entry.path) for entry in package.entries}
-    return {entry.path: entry.path for entry in package.entries}
 
 
 def _entry_point_scripts(
@@ -281,6 +280,49 @@ def resolve_clobbers(order: Sequence[str], owned: Mapping[str, Sequence[str]]) -
             if _stays(name, path, exact, below, rank):
                 live.add((name, path))
     return live
+
+
+def moved_copies(
+    order: Sequence[str], owned: Mapping[str, Callable[[], Iterable[str]]]
+) -> dict[str, dict[str, str]]:
+    """For each package whose copy of some path does not stay at that path: path -> where it goes.
+
+    The same answer as :func:`resolve_clobbers` and :func:`place`, without an object per path: a first
+    pass keeps a hash per path (and the folders paths lie in); only the paths that may clash (held
+    twice, a file where another path has a folder, or inside such a file) are then compared exactly,
+    by :func:`resolve_clobbers`. ``owned[name]()`` gives the package's paths, each time it is called.
+    """
+    seen: set[int] = set()
+    twice: set[int] = set()
+    folders: set[str] = set()
+    for name in order:
+        for path in owned[name]():
+            key = hash(path)
+            if key in seen:
+                twice.add(key)
+            seen.add(key)
+            folder = path.rpartition("/")[0]
+            while folder and folder not in folders:
+                folders.add(folder)
+                folder = folder.rpartition("/")[0]
+    seen.clear()
+    files_as_folders = {p for name in order for p in owned[name]() if p in folders} if folders else set()
+    if not twice and not files_as_folders:
+        return {}
+
+    def may_clash(path: str) -> bool:
+        if hash(path) in twice or path in files_as_folders:
+            return True
+        return bool(files_as_folders) and any(p in files_as_folders for p in _parents(path))
+
+    subset = {name: [p for p in owned[name]() if may_clash(p)] for name in order}
+    live = resolve_clobbers(order, subset)
+    moved: dict[str, dict[str, str]] = {}
+    for name, paths in subset.items():
+        for path in paths:
+            if (name, path) not in live:
+                moved.setdefault(name, {})[path] = place(name, path, live)
+    return moved
 
 
 def _parents(path: str) -> Iterator[str]:

@@ -131,13 +131,21 @@ class UpdatePlan:
         self._live: set[tuple[str, str]] | None = None
 
     def placements(self, plans: Sequence[PackagePlan]) -> list[dict[str, str]]:
-        """Where each path of the added packages goes (prefix path -> its copy's place), the clobbers
-        settled over the whole new package set, as a fresh install settles them."""
+        """Where the copies of the added packages' paths go that do not go to their own path (prefix path
+        -> its copy's place), the clobbers settled over the whole new package set, as a fresh install
+        settles them."""
         for plan in plans:
-            self._owned[plan.package.name] = list(plan.installed)
+            self._owned[plan.package.name] = list(plan.owned())
         self._live = None
         live = self._settled()
-        return [{path: place(plan.package.name, path, live) for path in plan.installed} for plan in plans]
+        return [
+            {
+                path: place(plan.package.name, path, live)
+                for path in plan.owned()
+                if (plan.package.name, path) not in live
+            }
+            for plan in plans
+        ]
 
     def _settled(self) -> set[tuple[str, str]]:
         if self._live is None:
