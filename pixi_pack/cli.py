@@ -295,7 +295,8 @@ def _unpack(args: argparse.Namespace) -> None:
     if args.list or args.verify_only or args.sbom is not None:
         _review(args, options)
         return
-    unpack(options, stdin=sys.stdin.buffer, tuning=tuned_interpreter, zstd=Decompressor())
+    # This process is the command's own, so the install may fork its workers (install/workers.py).
+    unpack(options, stdin=sys.stdin.buffer, tuning=tuned_interpreter, zstd=Decompressor(), processes=True)
 
 
 def _review(args: argparse.Namespace, options: UnpackOptions) -> None:

@@ -40,6 +40,9 @@ PROCESS_BUILTINS = {"print", "exit", "quit", "input"}
 ALLOWED = {
     # Reading the umask where /proc does not tell it: set, and set back at once, under a lock.
     "io/tempfiles.py": {"os.umask"},
+    # A forked install worker is a process of its own: it ignores Ctrl-C (its parent stops it) and
+    # ends with os._exit, so none of the parent's clean-up runs in it. Only the CLI asks for workers.
+    "install/workers.py": {"os._exit", "signal.signal"},
 }
 
 

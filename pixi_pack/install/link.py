@@ -33,6 +33,7 @@ from pixi_pack.install.condameta import prefix_record, start_prefix, write_json_
 from pixi_pack.install.linker import PackageLinker, Target
 from pixi_pack.install.plan import PackagePlan, plan_install
 from pixi_pack.install.tree import TreeWriter
+from pixi_pack.install.workers import can_fork, run_in_processes
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import PackageSource
 from pixi_pack.platforms import PythonInfo, is_windows
@@ -53,6 +54,7 @@ def install_packages(
     zstd: Decompressor | None = None,
     python: PythonInfo | None = None,
     placement: Callable[[Sequence[PackagePlan]], Sequence[Mapping[str, str]]] | None = None,
+    processes: bool = False,
 ) -> None:
     """Install ``packages`` into ``build_dir`` as if it were ``target_prefix``.
 
@@ -64,7 +66,9 @@ def install_packages(
     ``build_dir`` is emptied again and the error names the package. ``on_installed`` is called (from
     this thread) as each package is done.
 
-    ``tuning`` is entered around the parallel work: the command line passes
+    ``processes`` lets the packages be written by forked worker processes instead of threads where
+    that is safe (:mod:`pixi_pack.install.workers`: Linux, no other thread running); the command line
+    asks for it, as it forks the process. ``tuning`` is entered around the parallel work: the command line passes
     :func:`pixi_pack.cli.tuned_interpreter`, which changes process-wide interpreter settings, so a
     library caller decides for itself. ``zstd`` decompresses ``.conda`` payloads (by default a
     :class:`~pixi_pack.io.zstd.Decompressor` of this call).
@@ -96,6 +100,7 @@ def install_packages(
                 zstd=zstd or Decompressor(),
                 python=python,
                 placement=placement,
+                processes=processes,
             )
     except BaseException:
         _undo(build_dir, made_build_dir)
@@ -126,6 +131,7 @@ def _install(
     zstd: Decompressor,
     python: PythonInfo | None,
     placement: Callable[[Sequence[PackagePlan]], Sequence[Mapping[str, str]]] | None,
+    processes: bool,
 ) -> None:
     budget = _EntryBudget(KEPT_ENTRIES)
 
@@ -135,28 +141,33 @@ def _install(
         package = load_package(source, zstd=zstd)
         return package if budget.take(len(package.entries)) else package.release()
 
-    with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
+    with ThreadPoolExecutor(workers, "pixi-unpack-load") as pool:
         plan = plan_install(_run_all(pool, packages, load), platform, python=python)
-        if placement is not None:
-            places = placement(plan.packages)
-            plans = [replace(p, moved=MappingProxyType(dict(m))) for p, m in zip(plan.packages, places)]
-            plan = replace(plan, packages=tuple(plans))
-        _warn_link_scripts(plan.packages, platform)
-        writer = TreeWriter(build_dir, set())
-        target = Target(
-            writer=writer, prefix=str(target_prefix), platform=platform, python=plan.python, zstd=zstd
-        )
-        start_prefix(writer)
-        by_source = {id(p.package.source): p for p in plan.packages}
+    if placement is not None:
+        places = placement(plan.packages)
+        plans = [replace(p, moved=MappingProxyType(dict(m))) for p, m in zip(plan.packages, places)]
+        plan = replace(plan, packages=tuple(plans))
+    _warn_link_scripts(plan.packages, platform)
+    writer = TreeWriter(build_dir, set())
+    target = Target(
+        writer=writer, prefix=str(target_prefix), platform=platform, python=plan.python, zstd=zstd
+    )
+    start_prefix(writer)
+    by_source = {id(p.package.source): p for p in plan.packages}
 
-        def install_one(source: PackageSource) -> None:
-            package = by_source[id(source)]
-            paths = PackageLinker(package, target).run()
-            meta = build_dir / "conda-meta" / f"{package.package.dist}.json"
-            write_json_atomically(meta, prefix_record(package.package, paths, target_prefix))
+    def install_one(source: PackageSource) -> None:
+        package = by_source[id(source)]
+        paths = PackageLinker(package, target).run()
+        meta = build_dir / "conda-meta" / f"{package.package.dist}.json"
+        write_json_atomically(meta, prefix_record(package.package, paths, target_prefix))
 
-        # Start the costliest packages first so they do not finish last, alone.
-        _run_all(pool, sorted(packages, key=_expected_cost, reverse=True), install_one, on_installed)
+    # Start the costliest packages first so they do not finish last, alone.
+    ordered = sorted(packages, key=_expected_cost, reverse=True)
+    if processes and workers > 1 and len(ordered) > 1 and can_fork():
+        run_in_processes(ordered, install_one, on_installed, workers, _with_context)
+        return
+    with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
+        _run_all(pool, ordered, install_one, on_installed)
 
 
 #: How many ``info/paths.json`` entries (~700 bytes each) the install keeps in memory between reading the

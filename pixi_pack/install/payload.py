@@ -33,6 +33,8 @@ def payload_checked(path: Path, options: UnpackOptions) -> Iterator[None]:
     stop = threading.Event()
     with ThreadPoolExecutor(1, thread_name_prefix="pixi-unpack-payload") as pool:
         hashing = pool.submit(hash_file_range, path, offset, length, stop=stop)
+        # The thread ends as soon as the digest is made, so the install may fork its workers after.
+        pool.shutdown(wait=False)
         try:
             yield
         except Exception as exc:

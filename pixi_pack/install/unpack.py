@@ -62,11 +62,13 @@ logger = logging.getLogger("pixi_pack")
 
 @dataclass(frozen=True)
 class _Run:
-    """What the caller hands in besides the options: the standard input, interpreter tuning, zstd."""
+    """What the caller hands in besides the options: the standard input, interpreter tuning, zstd, and
+    whether the install may fork worker processes."""
 
     stdin: BinaryIO | None
     tuning: Callable[[], AbstractContextManager[object]]
     zstd: Decompressor
+    processes: bool
 
 
 def unpack(
@@ -75,11 +77,12 @@ def unpack(
     stdin: BinaryIO | None = None,
     tuning: Callable[[], AbstractContextManager[object]] = nullcontext,
     zstd: Decompressor | None = None,
+    processes: bool = False,
 ) -> None:
     """Create ``<output_directory>/<env_name>`` and its activation script from a pack.
 
     ``stdin`` is the stream read when ``options.pack`` is ``None`` (the command line hands in its
-    standard input). ``tuning`` and ``zstd`` are passed on to
+    standard input). ``tuning``, ``zstd`` and ``processes`` are passed on to
     :func:`~pixi_pack.install.link.install_packages`.
 
     On failure nothing is left: not the temporary folder, nor the output folders this run created. What
@@ -94,7 +97,9 @@ def unpack(
     try:
         with ExitStack() as cleanup:
             created = _make_output_dir(output_dir)
-            _unpack_into(options, output_dir, prefix, cleanup, _Run(stdin, tuning, zstd or Decompressor()))
+            _unpack_into(
+                options, output_dir, prefix, cleanup, _Run(stdin, tuning, zstd or Decompressor(), processes)
+            )
     except OSError as exc:
         _remove_created(created)
         msg = f"could not unpack into {exc.filename or output_dir}: {exc.strerror or exc}"
@@ -157,6 +162,7 @@ def _unpack_into(
                 carry=lambda folder: _carry_activation(reader, folder),
                 tuning=run.tuning,
                 zstd=run.zstd,
+                processes=run.processes,
             )
         else:
             build_dir, count = _fresh_install(
@@ -411,6 +417,7 @@ def _install(
         on_installed=installed,
         tuning=run.tuning,
         zstd=run.zstd,
+        processes=run.processes,
     )
     progress.finish()
     if wheels:

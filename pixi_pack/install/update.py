@@ -335,6 +335,7 @@ def prepare_update(
     carry: Callable[[Path], None],
     tuning: Callable[[], AbstractContextManager[object]],
     zstd: Decompressor,
+    processes: bool = False,
 ) -> tuple[UpdatePlan, list[Step]] | None:
     """Check ``prefix`` against the pack, stage the new packages in it and return the plan and the
     journal's steps; ``None`` if the environment is the pack's already. Nothing outside the staging
@@ -369,6 +370,7 @@ def prepare_update(
                 zstd=zstd,
                 python=update.python,
                 placement=update.placements,
+                processes=processes,
             )
         if wheels:
             from pixi_pack.install.wheels import install_wheels
