@@ -923,3 +923,40 @@ def test_moved_copies_are_the_exact_rule(seed: int) -> None:
     expected = {n: {p: place(n, p, live) for p in paths if (n, p) not in live} for n, paths in owned.items()}
     moved = moved_copies(names, {n: functools.partial(iter, owned[n]) for n in names})
     assert moved == {n: m for n, m in expected.items() if m}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pretty_json_is_json_dumps_with_indent_2(seed: int) -> None:
+    """conda-meta's fast writer gives json.dumps(indent=2, ensure_ascii=False)'s text, whatever the values."""
+    from pixi_pack.install.condameta import pretty_json
+
+    rng = random.Random(seed)
+    scalars = [
+        None,
+        True,
+        False,
+        0,
+        -5,
+        1.5,
+        float("nan"),
+        float("-inf"),
+        10**20,
+        "",
+        'é\n"\\\x01\u2028',
+        "abc",
+    ]
+
+    def value(depth: int) -> Any:
+        roll = rng.random()
+        if depth > 3 or roll < 0.4:
+            return rng.choice(scalars)
+        if roll < 0.7:
+            keys = ["a", "é", "", "k\n"]
+            return {rng.choice(keys) + str(i): value(depth + 1) for i in range(rng.randint(0, 4))}
+        return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+
+    for _ in range(500):
+        document = value(0)
+        assert pretty_json(document) == json.dumps(document, indent=2, ensure_ascii=False)
+    with pytest.raises(TypeError, match="keys are strings"):
+        pretty_json({1: "x"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from pixi_pack.errors import ArchiveError
 from pixi_pack.formats.package import PackageInfo, invalid_package, normalize_member_path, read_info
@@ -22,9 +22,12 @@ from pixi_pack.models import PackageSource
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
-@dataclass(frozen=True)
-class PathEntry:
-    """One entry of ``info/paths.json`` (or one rebuilt from ``info/files`` for old packages)."""
+class PathEntry(NamedTuple):
+    """One entry of ``info/paths.json`` (or one rebuilt from ``info/files`` for old packages).
+
+    A tuple, not a frozen dataclass: there is one per file, and a tuple is made several times faster
+    and is half the size.
+    """
 
     path: str
     path_type: str

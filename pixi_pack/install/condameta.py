@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from pixi_pack.formats.locations import channel_url
 from pixi_pack.formats.package_info import Package, PathEntry
 from pixi_pack.install.tree import TreeWriter
 from pixi_pack.io import tempfiles
+
+_encode_string = json.encoder.encode_basestring
 
 #: What upstream pixi-unpack writes to ``conda-meta/history`` (rattler itself leaves it empty).
 HISTORY = "// not relevant for pixi but for `conda run -p`"
@@ -180,4 +182,77 @@ def _repodata_value(key: str, record: Mapping[str, Any], index: Mapping[str, Any
 def write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` as rattler does (pretty, two spaces, no final newline) via a temp file."""
     with tempfiles.replacing(path, mode=0o644) as out:
-        out.write(json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))
+        out.write(pretty_json(document).encode("utf-8"))
+
+
+def pretty_json(document: object) -> str:
+    """``json.dumps(document, indent=2, ensure_ascii=False)``, the same text, several times faster
+    (objects with string keys only).
+
+    With an indent, :mod:`json` encodes in pure Python through nested generators, and a conda-meta
+    record has an object per file: on 100,000 files that was a sixth of the install's time. The
+    scalars still go through :mod:`json`'s own C encoders.
+    """
+    parts: list[str] = []
+    _pretty(document, "\n", parts)
+    return "".join(parts)
+
+
+def _pretty(value: object, newline: str, parts: list[str]) -> None:
+    scalar = _SCALARS.get(type(value))
+    if scalar is not None:
+        parts.append(scalar(value))
+    elif isinstance(value, dict):
+        if not value:
+            parts.append("{}")
+            return
+        inner = newline + "  "
+        try:  # the common case: every value a scalar (a paths_data entry), one join
+            lines = [f"{_encode_string(_json_key(k))}: {_SCALARS[type(v)](v)}" for k, v in value.items()]
+        except KeyError:
+            first = True
+            for key, item in value.items():
+                parts.append(("{" if first else ",") + inner + _encode_string(_json_key(key)) + ": ")
+                first = False
+                _pretty(item, inner, parts)
+            parts.append(newline + "}")
+            return
+        parts.append("{" + inner + ("," + inner).join(lines) + newline + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            parts.append("[]")
+            return
+        inner = newline + "  "
+        if all(type(item) is str for item in value):
+            parts.append("[" + inner + ("," + inner).join(map(_encode_string, value)) + newline + "]")
+            return
+        for index, item in enumerate(value):
+            parts.append(("[" if index == 0 else ",") + inner)
+            _pretty(item, inner, parts)
+        parts.append(newline + "]")
+    else:
+        parts.append(json.dumps(value))
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _null(value: None) -> str:
+    return "null"
+
+
+_SCALARS: dict[type, Callable[[Any], str]] = {
+    str: _encode_string,
+    int: int.__repr__,
+    bool: _bool,
+    type(None): _null,
+    float: json.dumps,
+}
+
+
+def _json_key(key: object) -> str:
+    if not isinstance(key, str):
+        msg = f"a conda-meta document's keys are strings, not {type(key).__name__}"
+        raise TypeError(msg)
+    return key

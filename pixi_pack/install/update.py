@@ -28,6 +28,7 @@ from pixi_pack.formats.channel import environment_sha256, package_digest, parse_
 from pixi_pack.formats.listing import pack_packages, pack_records, wheel_names
 from pixi_pack.formats.records import RecordError, check_name
 from pixi_pack.install.activate import CARRIED_DIR, write_activation_script
+from pixi_pack.install.condameta import pretty_json
 from pixi_pack.install.journal import STAGING, Step, apply, identify, inside, staged_files, write_journal
 from pixi_pack.install.link import install_packages
 from pixi_pack.install.plan import CLOBBERS_DIR, PackagePlan, place, resolve_clobbers, sort_topologically
@@ -253,7 +254,7 @@ def _rewrite_record(staging: Path, record: Mapping[str, Any], changes: Mapping[s
     document["files"] = [item["_path"] for item in items]
     target = staging / "conda-meta" / str(record["_file"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
+    target.write_text(pretty_json(document), encoding="utf-8")
 
 
 _CHECKED_TYPES = frozenset(
