@@ -1,6 +1,6 @@
 """``make bench``: pixi-pack and pixi-unpack on a realistic corpus, against rattler and against the floor.
 
-    python benchmarks/run.py [--quick] [--runs N] [--only unpack,pack,selfextract,startup]
+    python benchmarks/run.py [--quick] [--runs N] [--only unpack,verify,update,pack,selfextract,windows,startup,ctools,huge]
 
 Builds the corpus once (``corpus.py``, cached in ``benchmarks/.cache``), serves it on 127.0.0.1 and
 measures, subject and reference interleaved (ABBA) after one untimed warm-up each:
@@ -10,7 +10,8 @@ measures, subject and reference interleaved (ABBA) after one untimed warm-up eac
 2. ``pixi-pack`` from the loopback server vs plain ``urllib`` downloads of the same files (the floor);
 3. the self-extracting ``environment.sh`` of a pack over 1 GB vs ``pixi-unpack`` of the same tar: time
    and peak RSS, and plain ``pixi-unpack``'s peak RSS on the 300 MB and the 1 GB pack;
-4. start-up of ``dist/pixi-pack.pyz --version``, warm.
+4. start-up of ``dist/pixi-pack.pyz --version``, warm;
+5. ``pixi-unpack`` against the C tools, and a 5 GB pack against the 1 GB one (``floor.py``).
 
 Prints a table, writes ``benchmarks/results.json`` and, unless ``--quick``, the table in
 ``benchmarks/README.md``. Page cache is warm for both sides; ``sync`` runs before every timed run.

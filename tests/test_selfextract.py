@@ -583,6 +583,32 @@ def test_unpacks_with_every_python(packed: Path, python: Path, tmp_path: Path) -
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("pixi-unpack.")]  # SHIV_ROOT removed
 
 
+@pytest.fixture(scope="module")
+def packed_tar(tmp_path_factory: pytest.TempPathFactory, channel: Channel) -> Path:
+    """The plain tar of the default channel's packages."""
+    base = tmp_path_factory.mktemp("plain-pack")
+    project = _project(base, channel.url, channel)
+    out = base / "environment.tar"
+    assert pack_main([str(project / "pixi.toml"), "-p", "linux-64", "-o", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_the_pyz_installs_in_worker_processes_with_every_python(
+    packed_tar: Path, python: Path, tmp_path: Path
+) -> None:
+    """pixi-unpack.pyz forks its install workers (install/workers.py) under each interpreter."""
+    pyz = tmp_path / "pixi-unpack.pyz"
+    shutil.copyfile(zipapp_path(), pyz)
+    output = tmp_path / "out"
+    env = {"SHIV_ROOT": str(tmp_path / "shiv-root"), "LC_ALL": "C.UTF-8", "PATH": SYSTEM_PATH}
+    command = [str(python), "-I", "-W", "error", str(pyz), str(packed_tar), "-o", str(output), "-v"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"writing \d+ packages in \d+ worker processes", result.stderr), result.stderr
+    check_unpacked(output)
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_unpacks_from_every_shell(packed: Path, shell: list[str], tmp_path: Path) -> None:
     folder = tmp_path / "a path with spaces"

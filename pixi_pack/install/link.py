@@ -164,6 +164,7 @@ def _install(
     # Start the costliest packages first so they do not finish last, alone.
     ordered = sorted(packages, key=_expected_cost, reverse=True)
     if processes and workers > 1 and len(ordered) > 1 and can_fork():
+        logger.debug("writing %d packages in %d worker processes", len(ordered), min(workers, len(ordered)))
         run_in_processes(ordered, install_one, on_installed, workers, _with_context)
         return
     with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
