@@ -52,7 +52,7 @@ class EntryPoint:
 class Package:
     """A package to install, as its archive describes it: its source, ``index.json`` and payload listing.
 
-    An install of many files holds only some packages' ``entries`` at once (:meth:`released`, then
+    An install of many files holds only some packages' ``entries`` at once (:meth:`release`, then
     :func:`with_entries` when the package's turn comes); ``file_paths`` stays, for the plan.
     """
 

@@ -317,12 +317,14 @@ def moved_copies(
 
     subset = {name: [p for p in owned[name]() if may_clash(p)] for name in order}
     live = resolve_clobbers(order, subset)
-    moved: dict[str, dict[str, str]] = {}
-    for name, paths in subset.items():
-        for path in paths:
-            if (name, path) not in live:
-                moved.setdefault(name, {})[path] = place(name, path, live)
-    return moved
+    moved = {name: moved_from(name, paths, live) for name, paths in subset.items()}
+    return {name: places for name, places in moved.items() if places}
+
+
+def moved_from(name: str, paths: Iterable[str], live: set[tuple[str, str]]) -> dict[str, str]:
+    """Package ``name``'s copies among ``paths`` that :func:`resolve_clobbers` does not leave in place ->
+    where they go."""
+    return {path: place(name, path, live) for path in paths if (name, path) not in live}
 
 
 def _parents(path: str) -> Iterator[str]:

@@ -31,7 +31,14 @@ from pixi_pack.install.activate import CARRIED_DIR, write_activation_script
 from pixi_pack.install.condameta import pretty_json
 from pixi_pack.install.journal import STAGING, Step, apply, identify, inside, staged_files, write_journal
 from pixi_pack.install.link import install_packages
-from pixi_pack.install.plan import CLOBBERS_DIR, PackagePlan, place, resolve_clobbers, sort_topologically
+from pixi_pack.install.plan import (
+    CLOBBERS_DIR,
+    PackagePlan,
+    moved_from,
+    place,
+    resolve_clobbers,
+    sort_topologically,
+)
 from pixi_pack.io.files import read_limited
 from pixi_pack.io.hashing import hash_file
 from pixi_pack.io.zstd import Decompressor
@@ -139,14 +146,7 @@ class UpdatePlan:
             self._owned[plan.package.name] = list(plan.owned())
         self._live = None
         live = self._settled()
-        return [
-            {
-                path: place(plan.package.name, path, live)
-                for path in plan.owned()
-                if (plan.package.name, path) not in live
-            }
-            for plan in plans
-        ]
+        return [moved_from(p.package.name, self._owned[p.package.name], live) for p in plans]
 
     def _settled(self) -> set[tuple[str, str]]:
         if self._live is None:
