@@ -67,6 +67,8 @@ HOSTILE_INFO: list[tuple[str, dict[str, bytes], str]] = [
     ("paths sha256 short", {"paths.json": paths_json({**FILE, "sha256": "abc"})}, "field 'sha256'"),
     ("paths size big", {"paths.json": paths_json({**FILE, "size_in_bytes": "big"})}, "field 'size'"),
     ("paths size negative", {"paths.json": paths_json({**FILE, "size_in_bytes": -1})}, "field 'size'"),
+    ("paths size a boolean", {"paths.json": paths_json({**FILE, "size_in_bytes": True})}, "field 'size'"),
+    ("paths sha256 not hex", {"paths.json": paths_json({**FILE, "sha256": "g" * 64})}, "field 'sha256'"),
     (
         "paths placeholder a boolean",
         {"paths.json": paths_json({**FILE, "prefix_placeholder": True})},
@@ -78,6 +80,7 @@ HOSTILE_INFO: list[tuple[str, dict[str, bytes], str]] = [
         "field 'file_mode'",
     ),
     ("paths no_link a string", {"paths.json": paths_json({**FILE, "no_link": "yes"})}, "field 'no_link'"),
+    ("paths no_link 0", {"paths.json": paths_json({**FILE, "no_link": 0})}, "field 'no_link'"),
 ]
 
 NOARCH = dumps({**INDEX, "noarch": "python"})
@@ -91,10 +94,20 @@ HOSTILE_LINK: list[tuple[str, bytes, str]] = [
 ]
 
 
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "released"])
 @pytest.mark.parametrize(("label", "info", "message"), HOSTILE_INFO, ids=[h[0] for h in HOSTILE_INFO])
 def test_hostile_info_file_is_our_error(
-    tmp_path: Path, label: str, info: dict[str, bytes], message: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    label: str,
+    info: dict[str, bytes],
+    message: str,
+    kept: bool,
 ) -> None:
+    """Whether the package's entries are kept from the start or, in a big install, checked in full only
+    when its turn comes (``KEPT_ENTRIES``), the error is the same and nothing is left."""
+    if not kept:
+        monkeypatch.setattr("pixi_pack.install.link.KEPT_ENTRIES", 0)
     files = {"index.json": dumps(INDEX), "paths.json": paths_json(FILE), **info}
     package = write_package(tmp_path / "evil-1-0.conda", files, {"lib/a": b"x"})
     out = tmp_path / "out"
@@ -168,6 +181,24 @@ _entry = st.dictionaries(
 def test_fuzz_paths_json_allows_only_our_error(document: object) -> None:
     with contextlib.suppress(ArchiveError):
         parse_paths_json(document, "f.conda")
+
+
+@settings(max_examples=300, deadline=None)
+@given(_entry | _json)
+def test_fuzz_a_released_entry_is_checked_as_a_kept_one(item: object) -> None:
+    """A package beyond the kept budget checks only each entry's path and type at first (the rest when
+    it is installed): those checks give the same path, type and error as the full parse's."""
+    from pixi_pack.formats.package_info import _path_entry, _typed_path
+
+    try:
+        entry = _path_entry(item, 0, "f.conda")
+    except ArchiveError as full:
+        try:
+            _typed_path(item, 0, "f.conda")
+        except ArchiveError as light:
+            assert str(light) == str(full)
+        return
+    assert _typed_path(item, 0, "f.conda") == (entry.path, entry.path_type)
 
 
 @settings(max_examples=300, deadline=None)

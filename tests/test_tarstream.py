@@ -196,3 +196,38 @@ def test_random_trees_match_tarfile() -> None:
         data = build(members, fmt)
         assert with_tarstream(data) == with_tarfile(data)
         assert with_tarstream(data, trickle) == with_tarfile(data)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_header_sums_and_numbers_are_tarfiles(seed: int) -> None:
+    """The Adler-32 byte sum is the exact sum, and the fast octal parse reads every field as tarfile does."""
+    from pixi_pack.io.tarstream import _byte_sum, _number
+
+    rng = random.Random(seed)
+    for block in (bytes(BLOCK), b"\xff" * BLOCK, rng.randbytes(BLOCK)):
+        assert _byte_sum(block) == sum(block)
+    fields = [
+        b"0000644\0",
+        b"644 \0\0\0\0",
+        b" 644    ",
+        b"\0" * 8,
+        b"0000644\0junk",
+        b"00000004000\0",
+        b"\x80" + (123456789).to_bytes(11, "big"),
+        b"\xff" * 12,
+        f"{rng.randrange(8**11):011o}\0".encode(),
+        f"{rng.randrange(8**7):o}".encode().ljust(8, rng.choice([b"\0", b" "])),
+    ]
+    for field in fields:
+        assert _number(field) == tarfile.nti(field)  # type: ignore[attr-defined]
+    with pytest.raises(TarFormatError, match="invalid number"):
+        _number(b"12 34\0\0\0")
+
+
+def test_a_header_summed_as_signed_bytes_is_accepted() -> None:
+    """Old tars summed the header as signed chars: a name with bytes above 127 still checks out."""
+    header = bytearray(build([(info("caf\u00e9"), b"x")], tarfile.GNU_FORMAT)[:BLOCK])
+    signed = sum(b - 256 if b > 127 else b for b in header[:148] + b" " * 8 + header[156:])
+    header[148:156] = f"{signed:06o}\0 ".encode()
+    data = bytes(header) + build([(info("caf\u00e9"), b"x")], tarfile.GNU_FORMAT)[BLOCK:]
+    assert [e[0] for e in with_tarstream(data)] == ["caf\u00e9"]

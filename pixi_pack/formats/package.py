@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO, NamedTuple, NoReturn
 
 from pixi_pack.errors import ArchiveError, MissingMemberError, PixiPackError
 from pixi_pack.io.hashing import Readable
@@ -53,9 +53,8 @@ WHOLE_FILE_LIMIT = _CHUNK
 SAFE_MTIME_FLOOR = 315_532_800
 
 
-@dataclass(frozen=True)
-class Member:
-    """A payload member whose path was checked to stay inside the package."""
+class Member(NamedTuple):
+    """A payload member whose path was checked to stay inside the package (a tuple: one per file)."""
 
     path: str
     """Normalised, relative, ``/``-separated; never empty, absolute or holding ``..``."""
@@ -373,20 +372,20 @@ def iter_payload(
     is_conda = package_format(file_name) == "conda"
 
     def members(tar: TarStream) -> Iterator[tuple[Member, bytes | Readable | None]]:
-        for entry in _entries(tar, file_name):
-            member = _member(entry, file_name)
-            if member is None or (
-                not is_conda and (member.path == "info" or member.path.startswith("info/"))
-            ):
-                continue
-            data: bytes | Readable | None = None
-            if member.kind == "file":
-                data = (
-                    _read_all(tar, file_name)
-                    if member.size <= WHOLE_FILE_LIMIT
-                    else _LargeFile(tar, file_name)
-                )
-            yield member, data
+        # One generator, with the tar's errors caught around the loop: this runs once per file.
+        try:
+            for entry in tar:
+                member = _member(entry, file_name)
+                if member is None or (
+                    not is_conda and (member.path == "info" or member.path.startswith("info/"))
+                ):
+                    continue
+                data: bytes | Readable | None = None
+                if member.kind == "file":
+                    data = tar.read_all() if member.size <= WHOLE_FILE_LIMIT else _LargeFile(tar, file_name)
+                yield member, data
+        except TarFormatError as exc:
+            _unreadable(file_name, exc)
 
     with _open_tar(source, file_name, "pkg", zstd) as tar:
         yield members(tar)

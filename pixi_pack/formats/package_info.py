@@ -9,8 +9,8 @@ before it is trusted. The rules follow rattler_conda_types' ``package/paths.rs``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pixi_pack.errors import ArchiveError
@@ -20,6 +20,7 @@ from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import PackageSource
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_LOWER_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 
 
 class PathEntry(NamedTuple):
@@ -52,8 +53,9 @@ class EntryPoint:
 class Package:
     """A package to install, as its archive describes it: its source, ``index.json`` and payload listing.
 
-    An install of many files holds only some packages' ``entries`` at once (:meth:`release`, then
-    :func:`with_entries` when the package's turn comes); ``file_paths`` stays, for the plan.
+    An install of many files holds only some packages' ``entries`` at once (``keep`` of
+    :func:`load_package`, then :func:`with_entries` when the package's turn comes); ``file_paths`` is
+    always there, for the plan.
     """
 
     source: PackageSource
@@ -66,16 +68,12 @@ class Package:
     """The paths of the entries that are not folders, in order, NUL-separated (a path never holds NUL):
     one string for the whole package instead of an object per path."""
     released: bool = False
-    """``entries`` were dropped to bound memory; :func:`with_entries` reads them again."""
+    """``entries`` were not kept, to bound memory; :func:`with_entries` reads them."""
 
     def paths(self) -> Iterator[str]:
         """The paths of the entries that are not folders, in order (from ``file_paths``)."""
         if self.file_paths:
             yield from self.file_paths.split("\0")
-
-    def release(self) -> Package:
-        """This package without its ``entries``."""
-        return replace(self, entries=(), released=True)
 
     @property
     def name(self) -> str:
@@ -97,22 +95,38 @@ class Package:
         return [str(d) for d in depends or []]
 
 
-def load_package(source: PackageSource, *, zstd: Decompressor | None = None) -> Package:
-    """Read a package's ``info/`` and parse what installing it needs."""
+def load_package(
+    source: PackageSource, *, zstd: Decompressor | None = None, keep: Callable[[int], bool] | None = None
+) -> Package:
+    """Read a package's ``info/`` and parse what installing it needs.
+
+    ``keep``, if given, is asked with the number of ``info/paths.json`` entries whether to keep them.
+    If not, only each entry's path and type are checked, for ``file_paths``, and the package comes back
+    released: :func:`with_entries` reads and checks the rest when the package is installed.
+    """
     with source.open() as stream:
         info = read_info(stream, source.file_name, zstd=zstd)
-    index = parse_index_json(info.json("index.json", source.file_name), source.file_name)
+    file_name = source.file_name
+    index = parse_index_json(info.json("index.json", file_name), file_name)
     if "paths.json" in info.files:
-        entries = parse_paths_json(info.json("paths.json", source.file_name), source.file_name)
+        items = _paths_list(info.json("paths.json", file_name), file_name)
+        if keep is not None and not keep(len(items)):
+            typed = (_typed_path(item, i, file_name) for i, item in enumerate(items))
+            file_paths = "\0".join(path for path, kind in typed if kind != "directory")
+            entry_points = _entry_points(info, index, file_name)
+            return Package(source, index, info.about_mtime, (), entry_points, file_paths, released=True)
+        entries = [_path_entry(item, i, file_name) for i, item in enumerate(items)]
     else:
-        entries = parse_legacy_paths(info, source.file_name)
-    entry_points = (
-        parse_link_json(info.json("link.json", source.file_name), source.file_name)
-        if index.get("noarch") == "python" and "link.json" in info.files
-        else []
-    )
+        entries = parse_legacy_paths(info, file_name)
     file_paths = "\0".join(e.path for e in entries if e.path_type != "directory")
-    return Package(source, index, info.about_mtime, tuple(entries), tuple(entry_points), file_paths)
+    entry_points = _entry_points(info, index, file_name)
+    return Package(source, index, info.about_mtime, tuple(entries), entry_points, file_paths)
+
+
+def _entry_points(info: PackageInfo, index: Mapping[str, Any], file_name: str) -> tuple[EntryPoint, ...]:
+    if index.get("noarch") != "python" or "link.json" not in info.files:
+        return ()
+    return tuple(parse_link_json(info.json("link.json", file_name), file_name))
 
 
 def with_entries(package: Package, *, zstd: Decompressor | None = None) -> Package:
@@ -161,31 +175,51 @@ _FILE_MODES = ("text", "binary")
 
 def parse_paths_json(document: object, file_name: str) -> list[PathEntry]:
     """The entries of an ``info/paths.json`` document: every field's type checked, no path trusted."""
+    return [_path_entry(item, i, file_name) for i, item in enumerate(_paths_list(document, file_name))]
+
+
+def _paths_list(document: object, file_name: str) -> list[object]:
     entries = document.get("paths") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise invalid_package(file_name, "info/paths.json has no 'paths' list")
-    return [_path_entry(item, i, file_name) for i, item in enumerate(entries)]
+    return entries
 
 
-def _path_entry(item: object, i: int, file_name: str) -> PathEntry:
+def _typed_path(item: object, i: int, file_name: str) -> tuple[str, str]:
+    """An entry's checked path and ``path_type``."""
     if not isinstance(item, dict) or not isinstance(item.get("_path"), str):
         raise invalid_package(file_name, f"info/paths.json: entry {i} has no '_path' string")
     path = _safe_path(item["_path"], file_name)
+    path_type = item.get("path_type", "hardlink")
+    if path_type not in _PATH_TYPES:
+        what = f"info/paths.json: {path}: field 'path_type' must be one of {', '.join(_PATH_TYPES)}"
+        raise invalid_package(file_name, f"{what}, not {path_type!r}"[:400])
+    return path, path_type
+
+
+def _path_entry(item: object, i: int, file_name: str) -> PathEntry:
+    path, path_type = _typed_path(item, i, file_name)
+    assert isinstance(item, dict)
+    sha256 = item.get("sha256")
+    size = item.get("size_in_bytes")
+    placeholder = item.get("prefix_placeholder")
+    no_link = item.get("no_link", False)
+    if (
+        placeholder is None
+        and no_link is False
+        and (size is None or (type(size) is int and size >= 0))
+        and (sha256 is None or (type(sha256) is str and _LOWER_SHA256.match(sha256) is not None))
+    ):
+        return PathEntry(path, path_type, sha256, size)  # the common entry, every field already right
 
     def bad(field: str, problem: str) -> ArchiveError:
         return invalid_package(file_name, f"info/paths.json: {path}: field {field!r} {problem}"[:400])
 
-    path_type = item.get("path_type", "hardlink")
-    if path_type not in _PATH_TYPES:
-        raise bad("path_type", f"must be one of {', '.join(_PATH_TYPES)}, not {path_type!r}")
-    sha256 = item.get("sha256")
-    size = item.get("size_in_bytes")
     try:
         sha256 = None if sha256 is None else check_sha256(sha256)
         size = None if size is None else check_size(size)
     except RecordError as exc:
         raise invalid_package(file_name, f"info/paths.json: {path}: {exc}") from exc
-    placeholder = item.get("prefix_placeholder")
     if placeholder is not None and (
         not isinstance(placeholder, str) or not placeholder or "\0" in placeholder
     ):
@@ -193,7 +227,6 @@ def _path_entry(item: object, i: int, file_name: str) -> PathEntry:
     file_mode = item.get("file_mode", "text")
     if placeholder and file_mode not in _FILE_MODES:
         raise bad("file_mode", f"must be text or binary, not {file_mode!r}")
-    no_link = item.get("no_link", False)
     if not isinstance(no_link, bool):
         raise bad("no_link", f"must be true or false, not {no_link!r}")
     return PathEntry(

@@ -13,9 +13,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pixi_pack.formats.locations import channel_url
 from pixi_pack.formats.package_info import Package, PathEntry
@@ -42,9 +41,10 @@ def start_prefix(writer: TreeWriter) -> None:
     writer.write("CACHEDIR.TAG", CACHEDIR_TAG.encode(), 0o644, None)
 
 
-@dataclass(frozen=True)
-class WrittenPath:
-    """What was written for one path of a package, as ``paths_data`` records it (build it by keyword)."""
+class WrittenPath(NamedTuple):
+    """What was written for one path of a package, as ``paths_data`` records it (build it by keyword).
+
+    A tuple, as :class:`~pixi_pack.formats.package_info.PathEntry` is: there is one per file."""
 
     entry: PathEntry
     installed: str

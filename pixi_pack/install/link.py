@@ -138,8 +138,7 @@ def _install(
     def load(source: PackageSource) -> Package:
         if verify is not None:
             verify(source)
-        package = load_package(source, zstd=zstd)
-        return package if budget.take(len(package.entries)) else package.release()
+        return load_package(source, zstd=zstd, keep=budget.take)
 
     with ThreadPoolExecutor(workers, "pixi-unpack-load") as pool:
         plan = plan_install(_run_all(pool, packages, load), platform, python=python)

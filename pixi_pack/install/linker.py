@@ -73,8 +73,11 @@ class PackageLinker:
         # Each folder a listed path lies in -> the first such path, to refuse a member in its place.
         self._listed_inside: dict[str, str] = {}
         for path in sorted(self._by_path):
-            for folder in _parents(path):
-                self._listed_inside.setdefault(folder, path)
+            folder = path.rpartition("/")[0]
+            # A folder already seen has its parents seen too: stop there.
+            while folder and folder not in self._listed_inside:
+                self._listed_inside[folder] = path
+                folder = folder.rpartition("/")[0]
         about = plan.package.about_mtime
         self._patched_mtime = float(about + 1) if about is not None else time.time()
         # What the stream has shown so far: written paths, symlink targets, file modes and mtimes.
@@ -141,11 +144,10 @@ class PackageLinker:
     def _check_member(self, member: Member, entry: PathEntry) -> None:
         if member.path in self._written or member.path in self._deferred:
             raise invalid_package(self._file_name, f"it holds {member.path} twice")
-        what = {"file": "a regular file", "hardlink": "a hard link"}.get(member.kind, f"a {member.kind}")
         if entry.path_type == "softlink" and member.kind != "symlink":
             raise invalid_package(
                 self._file_name,
-                f"info/paths.json says {member.path} is a symlink but the archive holds {what}",
+                f"info/paths.json says {member.path} is a symlink but the archive holds {_what(member)}",
             )
         if member.kind == "file" and entry.size is not None and member.size != entry.size:
             raise invalid_package(
@@ -155,7 +157,9 @@ class PackageLinker:
         if member.kind != "directory" and member.path in self._listed_inside:
             # The plan would send the inner path to __clobbers__, but one package cannot mean both.
             inner = self._listed_inside[member.path]
-            raise invalid_package(self._file_name, f"it lists {inner} inside {member.path}, which is {what}")
+            raise invalid_package(
+                self._file_name, f"it lists {inner} inside {member.path}, which is {_what(member)}"
+            )
         if member.kind == "hardlink" and member.target not in self._file_meta:
             raise invalid_package(
                 self._file_name,
@@ -359,11 +363,8 @@ def write_patched(
     )
 
 
-def _parents(path: str) -> Iterator[str]:
-    """The folders ``path`` lies in: ``a``, ``a/b`` for ``a/b/c``."""
-    parts = path.split("/")
-    for end in range(1, len(parts)):
-        yield "/".join(parts[:end])
+def _what(member: Member) -> str:
+    return {"file": "a regular file", "hardlink": "a hard link"}.get(member.kind, f"a {member.kind}")
 
 
 def _join_link(link: str, target: str) -> str:
