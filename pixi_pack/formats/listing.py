@@ -8,14 +8,13 @@ Nothing here checks a hash: that is ``--verify-only``'s job.
 
 from __future__ import annotations
 
-import email.parser
 import json
 import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pixi_pack.errors import ArchiveError
 from pixi_pack.formats.archive import PackReader
@@ -38,6 +37,9 @@ from pixi_pack.models import (
     PackageSource,
 )
 from pixi_pack.progress import human_bytes
+
+if TYPE_CHECKING:
+    import email.message
 
 #: The most of a wheel's ``METADATA`` that is read (real ones are a few kB, a long README included).
 _METADATA_LIMIT = 4 << 20
@@ -215,6 +217,9 @@ def _wheel_metadata(stream: BinaryIO, name: str) -> email.message.Message:
     if len(data) > _METADATA_LIMIT:
         msg = f"{name} in the pack has a METADATA file larger than {human_bytes(_METADATA_LIMIT)}"
         raise ArchiveError(msg)
+    # Only packs with wheels need the email package, and importing it is a sixth of pixi-unpack's start-up.
+    import email.parser
+
     return email.parser.BytesHeaderParser().parsebytes(data)
 
 

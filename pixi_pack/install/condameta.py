@@ -208,11 +208,11 @@ def _pretty(value: object, newline: str, parts: list[str]) -> None:
             return
         inner = newline + "  "
         try:  # the common case: every value a scalar (a paths_data entry), one join
-            lines = [f"{_encode_string(_json_key(k))}: {_SCALARS[type(v)](v)}" for k, v in value.items()]
+            lines = [f"{_KEYS.get(k) or _json_key(k)}: {_SCALARS[type(v)](v)}" for k, v in value.items()]
         except KeyError:
             first = True
             for key, item in value.items():
-                parts.append(("{" if first else ",") + inner + _encode_string(_json_key(key)) + ": ")
+                parts.append(("{" if first else ",") + inner + (_KEYS.get(key) or _json_key(key)) + ": ")
                 first = False
                 _pretty(item, inner, parts)
             parts.append(newline + "}")
@@ -252,7 +252,16 @@ _SCALARS: dict[type, Callable[[Any], str]] = {
 
 
 def _json_key(key: object) -> str:
+    """``key`` encoded as JSON, kept for the next document (conda-meta uses a few dozen keys)."""
     if not isinstance(key, str):
         msg = f"a conda-meta document's keys are strings, not {type(key).__name__}"
         raise TypeError(msg)
-    return key
+    encoded = _encode_string(key)
+    if len(_KEYS) < _KEYS_KEPT:
+        _KEYS[key] = encoded
+    return encoded
+
+
+_KEYS: dict[object, str] = {}
+"""Encoded keys, by key."""
+_KEYS_KEPT = 1024
