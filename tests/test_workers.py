@@ -17,7 +17,7 @@ from conftest import default_packages
 from test_link import PLATFORM, assert_same_install, built, rattler_install
 
 import pixi_pack.install.link as link
-from pixi_pack.errors import ArchiveError, InstallError, MissingMemberError
+from pixi_pack.errors import ArchiveError, InstallError, IntegrityError, MissingMemberError
 from pixi_pack.install.link import install_packages
 from pixi_pack.install.workers import can_fork, run_in_processes
 
@@ -26,12 +26,13 @@ pytestmark = pytest.mark.skipif(not can_fork(), reason="forked workers run on Li
 
 @pytest.fixture
 def forks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Counts the installs that went through forked workers (so a test cannot pass on threads)."""
+    """Counts the phases that went through forked workers, reading and writing (so a test cannot pass
+    on threads)."""
     calls: list[int] = []
 
-    def counted(*args: Any, **kwargs: Any) -> None:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        run_in_processes(*args, **kwargs)
+        return run_in_processes(*args, **kwargs)
 
     monkeypatch.setattr(link, "run_in_processes", counted)
     yield calls
@@ -74,7 +75,7 @@ def test_forked_workers_install_what_rattler_installs(
         processes=True,
         on_installed=lambda s: done.append(s.file_name),
     )
-    assert forks == [1]
+    assert forks == [1, 1]  # reading, then writing
     assert sorted(done) == sorted(p.file_name for p in packages)
     assert_same_install(ours, theirs, ordered_paths=False)
 
@@ -93,7 +94,7 @@ def test_a_package_error_in_a_worker_is_raised_with_its_class_and_nothing_is_lef
     env = tmp_path / "env"
     with pytest.raises(ArchiveError, match="lists share/gone but the archive does not hold it"):
         install_packages(built([*good, bad]), env, env, PLATFORM, processes=True)
-    assert forks == [1]
+    assert forks == [1, 1]
     assert not env.exists()
 
 
@@ -126,6 +127,39 @@ def test_every_item_is_done_once_by_a_worker_and_reported_in_the_parent(tmp_path
     writers = {p.read_text().split(" by ")[1] for p in tmp_path.iterdir()}
     assert len(writers) == 2 and str(os.getpid()) not in writers
     assert _no_children_left()
+
+
+def test_results_come_back_in_order_however_big() -> None:
+    """A result crosses the pipe as JSON, in as many reads as it takes (the pipe moves 64 KiB at a time)."""
+    items = [f"i{n}" for n in range(12)]
+    sizes = [0, 1, 65_535, 65_536, 300_000, 2_000_000] * 2
+
+    def task(item: str) -> tuple[str, str, int]:
+        return item, "x\n\0" * sizes[items.index(item)], os.getpid()
+
+    results = run_in_processes(items, task, None, 2, lambda e, _: e)
+    assert [r[0] for r in results] == items
+    assert [len(r[1]) for r in results] == [3 * n for n in sizes]
+    assert len({r[2] for r in results}) == 2
+    assert run_in_processes(items, lambda item: None, None, 2, lambda e, _: e) == [None] * len(items)
+    assert _no_children_left()
+
+
+def test_a_package_that_fails_its_check_while_read_stops_everything(tmp_path: Path, forks: list[int]) -> None:
+    """The packages are read (and verified) by worker processes too: a failure there is raised with
+    its class before any worker writes."""
+    out = tmp_path / "build"
+    packages = built([build_package(out, f"ok{i}", files={f"share/ok{i}": "x"}) for i in range(4)])
+
+    def verify(source: Any) -> None:
+        if source.file_name.startswith("ok2"):
+            raise IntegrityError(f"{source.file_name} does not match its sha256")
+
+    env = tmp_path / "env"
+    with pytest.raises(IntegrityError, match=r"ok2-.* does not match its sha256"):
+        install_packages(packages, env, env, PLATFORM, processes=True, verify=verify)
+    assert forks == [1]
+    assert not env.exists()
 
 
 def test_a_dead_worker_is_named_with_its_signal(tmp_path: Path) -> None:

@@ -142,6 +142,25 @@ def with_entries(package: Package, *, zstd: Decompressor | None = None) -> Packa
     return fresh
 
 
+def planned_fields(package: Package) -> dict[str, Any]:
+    """What planning needs of a package, as JSON, to cross from the worker process that read it; the
+    ``entries`` stay behind (:func:`with_entries` reads them when the package is installed)."""
+    return {
+        "index": package.index,
+        "about_mtime": package.about_mtime,
+        "entry_points": [[e.command, e.module, e.function] for e in package.entry_points],
+        "file_paths": package.file_paths,
+    }
+
+
+def from_planned_fields(source: PackageSource, fields: Mapping[str, Any]) -> Package:
+    """The released :class:`Package` of ``source`` that :func:`planned_fields` describes."""
+    entry_points = tuple(EntryPoint(*e) for e in fields["entry_points"])
+    return Package(
+        source, fields["index"], fields["about_mtime"], (), entry_points, fields["file_paths"], released=True
+    )
+
+
 def parse_index_json(document: object, file_name: str) -> dict[str, Any]:
     """``info/index.json`` with every field that is used checked, as a repodata record's are."""
     if not isinstance(document, dict):

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pixi_pack.errors import ArchiveError, InstallError, IntegrityError, PixiPackError
-from pixi_pack.formats.package_info import Package, load_package
+from pixi_pack.formats.package_info import Package, from_planned_fields, load_package, planned_fields
 from pixi_pack.install.condameta import prefix_record, start_prefix, write_json_atomically
 from pixi_pack.install.linker import PackageLinker, Target
 from pixi_pack.install.plan import PackagePlan, plan_install
@@ -66,9 +66,9 @@ def install_packages(
     ``build_dir`` is emptied again and the error names the package. ``on_installed`` is called (from
     this thread) as each package is done.
 
-    ``processes`` lets the packages be written by forked worker processes instead of threads where
-    that is safe (:mod:`pixi_pack.install.workers`: Linux, no other thread running); the command line
-    asks for it, as it forks the process. ``tuning`` is entered around the parallel work: the command line passes
+    ``processes`` lets the packages be read and written by forked worker processes instead of threads
+    where that is safe (:mod:`pixi_pack.install.workers`: Linux, no other thread running); the command
+    line asks for it, as it forks the process. ``tuning`` is entered around the parallel work: the command line passes
     :func:`pixi_pack.cli.tuned_interpreter`, which changes process-wide interpreter settings, so a
     library caller decides for itself. ``zstd`` decompresses ``.conda`` payloads (by default a
     :class:`~pixi_pack.io.zstd.Decompressor` of this call).
@@ -79,8 +79,9 @@ def install_packages(
     environment's clobbers.
 
     Memory stays flat in the number of files: the plan holds no object per path, and past
-    :data:`KEPT_ENTRIES` paths in all, a package's ``info/paths.json`` entries are dropped once it is
-    planned and read again from its archive when its turn comes.
+    :data:`KEPT_ENTRIES` paths in all (with processes, always), a package's ``info/paths.json`` entries
+    are not kept: only each path and its type are checked when it is read, and the entries are read and
+    checked in full from its archive when its turn comes.
     """
     made_build_dir = not build_dir.exists()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -135,13 +136,24 @@ def _install(
 ) -> None:
     budget = _EntryBudget(KEPT_ENTRIES)
 
-    def load(source: PackageSource) -> Package:
+    def load(source: PackageSource, keep: Callable[[int], bool] = budget.take) -> Package:
         if verify is not None:
             verify(source)
-        return load_package(source, zstd=zstd, keep=budget.take)
+        return load_package(source, zstd=zstd, keep=keep)
 
-    with ThreadPoolExecutor(workers, "pixi-unpack-load") as pool:
-        plan = plan_install(_run_all(pool, packages, load), platform, python=python)
+    fork = processes and workers > 1 and len(packages) > 1 and can_fork()
+    if fork:
+        # Read by worker processes too (threads would share one GIL); what crosses back is what the
+        # plan needs, and the workers that install read the entries again.
+        logger.debug("reading %d packages in %d worker processes", len(packages), min(workers, len(packages)))
+        fields = run_in_processes(
+            packages, lambda s: planned_fields(load(s, _keep_none)), None, workers, _with_context
+        )
+        loaded = [from_planned_fields(s, f) for s, f in zip(packages, fields)]
+    else:
+        with ThreadPoolExecutor(workers, "pixi-unpack-load") as pool:
+            loaded = _run_all(pool, packages, load)
+    plan = plan_install(loaded, platform, python=python)
     if placement is not None:
         places = placement(plan.packages)
         plans = [replace(p, moved=MappingProxyType(dict(m))) for p, m in zip(plan.packages, places)]
@@ -162,12 +174,16 @@ def _install(
 
     # Start the costliest packages first so they do not finish last, alone.
     ordered = sorted(packages, key=_expected_cost, reverse=True)
-    if processes and workers > 1 and len(ordered) > 1 and can_fork():
+    if fork:
         logger.debug("writing %d packages in %d worker processes", len(ordered), min(workers, len(ordered)))
         run_in_processes(ordered, install_one, on_installed, workers, _with_context)
         return
     with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
         _run_all(pool, ordered, install_one, on_installed)
+
+
+def _keep_none(count: int) -> bool:
+    return False
 
 
 #: How many ``info/paths.json`` entries (~700 bytes each) the install keeps in memory between reading the

@@ -1,14 +1,17 @@
-"""Installing packages in forked worker processes, so that an install of many small files uses every core.
+"""Reading and installing packages in forked worker processes, so that an install of many small files
+uses every core.
 
 Threads share one GIL. Two threads that each write thousands of small files hand it to each other at
 every ``open``, ``write`` and ``close``, and the hand-offs cost more than the writes: on 100,000 files of
 2 KiB, two install threads took longer than one (benchmarks/README.md). Processes do not share it. On
-Linux, once the plan is made, :func:`run_in_processes` forks the workers; each inherits the plan (nothing
-is serialised), installs the packages it is handed one at a time, and reports each one done, or its
-error, through a pipe. The parent hands out the packages in order (costliest first), one more to a
-worker each time it reports, and calls ``done`` as they finish. Any failure, a worker's or the parent's
-(Ctrl-C included), kills the other workers and waits for them before the error is raised, so nothing
-writes into the build folder after that.
+Linux, :func:`run_in_processes` forks the workers twice: to read every package's ``info/``, and, once
+the plan is made, to install them. Each worker inherits what the parent holds (the plan, to install;
+nothing is serialised that way), takes the packages it is handed one at a time, and reports each one
+done, with its result as JSON (what the plan needs of a package it read), or its error, through a
+pipe. The parent hands out the packages in order (costliest first), one more to a worker each time it
+reports, and calls ``done`` as they finish. Any failure, a worker's or the parent's (Ctrl-C included),
+kills the other workers and waits for them before the error is raised, so nothing writes into the
+build folder after that.
 
 Only the command line asks for processes (``processes=True`` of
 :func:`~pixi_pack.install.link.install_packages`): a program that calls the library gets threads.
@@ -32,6 +35,7 @@ from pixi_pack import errors
 from pixi_pack.errors import InstallError, PixiPackError
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _INDEX = struct.Struct("<i")
 _STOP = -1
@@ -44,19 +48,22 @@ def can_fork() -> bool:
 
 def run_in_processes(
     items: Sequence[T],
-    task: Callable[[T], None],
+    task: Callable[[T], R],
     done: Callable[[T], None] | None,
     workers: int,
     explain: Callable[[BaseException, T], BaseException],
-) -> None:
-    """``task(item)`` for every item, in up to ``workers`` forked processes; raises the first failure.
+) -> list[R]:
+    """``task(item)`` for every item, in up to ``workers`` forked processes; returns the results in
+    order, or raises the first failure.
 
-    ``explain`` turns a worker's exception into the error to raise (it runs in the worker, and the
-    error's type and message cross the pipe); an error that is not a :class:`PixiPackError` is a bug,
-    raised as :class:`InstallError` with the worker's traceback.
+    A result crosses the pipe as JSON, so it must be made of JSON's types (it comes back as JSON reads
+    them: tuples as lists). ``explain`` turns a worker's exception into the error to raise (it runs in
+    the worker, and the error's type and message cross the pipe); an error that is not a
+    :class:`PixiPackError` is a bug, raised as :class:`InstallError` with the worker's traceback.
     """
     pending = list(range(len(items)))
     pending.reverse()
+    found: list[R | None] = [None] * len(items)
     children: dict[int, tuple[int, int]] = {}
     selector = selectors.DefaultSelector()
     try:
@@ -65,7 +72,8 @@ def run_in_processes(
             children[pid] = (tasks, results)
             selector.register(results, selectors.EVENT_READ, pid)
             _hand_out(tasks, pending)
-        buffers = {pid: b"" for pid in children}
+        # Each worker's bytes since its last complete message (a big result comes in many reads).
+        partial: dict[int, list[bytes]] = {pid: [] for pid in children}
         while children:
             for key, _ in selector.select():
                 pid = key.data
@@ -74,15 +82,20 @@ def run_in_processes(
                 if not chunk:
                     _reap(pid, children, selector)
                     continue
-                buffers[pid] += chunk
-                *lines, buffers[pid] = buffers[pid].split(b"\n")
+                if b"\n" not in chunk:
+                    partial[pid].append(chunk)
+                    continue
+                *lines, rest = b"".join([*partial[pid], chunk]).split(b"\n")
+                partial[pid] = [rest] if rest else []
                 for line in lines:
                     message = json.loads(line)
                     if "error" in message:
                         raise _rebuild(message)
+                    found[message["done"]] = message.get("result")
                     if done is not None:
                         done(items[message["done"]])
                     _hand_out(tasks, pending)
+        return found  # type: ignore[return-value]  # every item reported done
     finally:
         for pid, (tasks, results) in children.items():
             os.kill(pid, signal.SIGKILL)
@@ -93,7 +106,7 @@ def run_in_processes(
 
 
 def _start(
-    items: Sequence[T], task: Callable[[T], None], explain: Callable[[BaseException, T], BaseException]
+    items: Sequence[T], task: Callable[[T], object], explain: Callable[[BaseException, T], BaseException]
 ) -> tuple[int, int, int]:
     """Fork one worker; returns its pid and the parent's ends of its task and result pipes."""
     task_read, task_write = os.pipe()
@@ -115,7 +128,7 @@ def _start(
 
 def _work(
     items: Sequence[T],
-    task: Callable[[T], None],
+    task: Callable[[T], object],
     explain: Callable[[BaseException, T], BaseException],
     tasks: int,
     results: int,
@@ -128,7 +141,7 @@ def _work(
         if index == _STOP:
             return
         try:
-            task(items[index])
+            result = task(items[index])
         except BaseException as exc:  # reported to the parent, which raises it
             error = explain(exc, items[index])
             message: dict[str, object] = {"error": type(error).__name__, "message": str(error)}
@@ -136,7 +149,7 @@ def _work(
                 message["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             _send(results, message)
             return
-        _send(results, {"done": index})
+        _send(results, {"done": index} if result is None else {"done": index, "result": result})
 
 
 def _hand_out(tasks: int, pending: list[int]) -> None:
