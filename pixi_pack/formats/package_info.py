@@ -9,7 +9,7 @@ before it is trusted. The rules follow rattler_conda_types' ``package/paths.rs``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -70,10 +70,9 @@ class Package:
     released: bool = False
     """``entries`` were not kept, to bound memory; :func:`with_entries` reads them."""
 
-    def paths(self) -> Iterator[str]:
+    def paths(self) -> list[str]:
         """The paths of the entries that are not folders, in order (from ``file_paths``)."""
-        if self.file_paths:
-            yield from self.file_paths.split("\0")
+        return self.file_paths.split("\0") if self.file_paths else []
 
     @property
     def name(self) -> str:

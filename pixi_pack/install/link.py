@@ -255,11 +255,13 @@ def _with_context(error: BaseException, source: PackageSource) -> BaseException:
 
 
 def _warn_link_scripts(plans: Iterable[PackagePlan], platform: str) -> None:
+    folder, ext = ("Scripts", "bat") if is_windows(platform) else ("bin", "sh")
     for plan in plans:
         name = plan.package.index["name"]
-        folder, ext = ("Scripts", "bat") if is_windows(platform) else ("bin", "sh")
-        for kind in ("pre-link", "post-link"):
-            if f"{folder}/.{name}-{kind}.{ext}" in plan.owned():
+        scripts = {kind: f"{folder}/.{name}-{kind}.{ext}" for kind in ("pre-link", "post-link")}
+        found = set(scripts.values()).intersection(plan.owned())
+        for kind, path in scripts.items():
+            if path in found:
                 logger.warning(
                     "%s has a %s script, which is not run (rattler and pixi-unpack do not run them either)",
                     plan.package.dist,

@@ -51,7 +51,7 @@ class PackagePlan:
         """Where this package's copy of the prefix path ``path`` is written: itself, or under ``__clobbers__``."""
         return self.moved.get(path, path)
 
-    def owned(self) -> Iterator[str]:
+    def owned(self) -> list[str]:
         """The prefix paths the package writes (files, symlinks, entry points), in order, each once."""
         return owned_paths(self.package, self.python, self.scripts)
 
@@ -118,11 +118,11 @@ def _plan(package: Package, python: PythonInfo | None, platform: str) -> Package
 
 def owned_paths(
     package: Package, python: PythonInfo | None, scripts: Sequence[tuple[EntryPoint, Sequence[str]]]
-) -> Iterator[str]:
+) -> list[str]:
     """The prefix paths ``package`` writes, in order, each once: its files (mapped by ``python``, for
     noarch python), then its entry point scripts."""
     files = package.paths() if python is None else map(python.target_path, package.paths())
-    yield from dict.fromkeys([*files, *(path for _, paths in scripts for path in paths)])
+    return list(dict.fromkeys([*files, *(path for _, paths in scripts for path in paths)]))
 
 
 # --- noarch python ------------------------------------------------------------------------------------
@@ -296,17 +296,18 @@ def moved_copies(
     twice: set[int] = set()
     folders: set[str] = set()
     for name in order:
-        for path in owned[name]():
-            key = hash(path)
-            if key in seen:
-                twice.add(key)
-            seen.add(key)
-            folder = path.rpartition("/")[0]
+        paths = list(owned[name]())  # one package's at a time; the set operations loop in C
+        keys = set(map(hash, paths))
+        twice |= seen & keys
+        seen |= keys
+        for folder in {path.rpartition("/")[0] for path in paths}:
             while folder and folder not in folders:
                 folders.add(folder)
                 folder = folder.rpartition("/")[0]
     seen.clear()
-    files_as_folders = {p for name in order for p in owned[name]() if p in folders} if folders else set()
+    files_as_folders = (
+        set().union(*(folders.intersection(owned[name]()) for name in order)) if folders else set()
+    )
     if not twice and not files_as_folders:
         return {}
 
