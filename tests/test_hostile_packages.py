@@ -201,6 +201,49 @@ def test_fuzz_a_released_entry_is_checked_as_a_kept_one(item: object) -> None:
     assert _typed_path(item, 0, "f.conda") == (entry.path, entry.path_type)
 
 
+_path_text = st.lists(
+    st.sampled_from(["a", "b.txt", ".", "..", "", "/", "\\", ":", "\0", "c:", ".d", "e."]), max_size=5
+).map("/".join)
+_listed = st.dictionaries(
+    st.sampled_from(["_path", "path_type"]),
+    _path_text | st.sampled_from(["hardlink", "softlink", "directory", "lib/a"]) | _json,
+)
+
+
+_well_formed = st.fixed_dictionaries(
+    {"_path": _path_text}, optional={"path_type": st.sampled_from(["hardlink", "softlink", "directory", "x"])}
+)
+
+
+def _bulk_is_one_by_one(items: list[object]) -> None:
+    from pixi_pack.formats.package_info import _listed_file_paths, _typed_path
+
+    try:
+        typed = [_typed_path(item, i, "f.conda") for i, item in enumerate(items)]
+    except ArchiveError as exact:
+        with pytest.raises(ArchiveError) as bulk:
+            _listed_file_paths(items, "f.conda")
+        assert str(bulk.value) == str(exact)
+        return
+    assert _listed_file_paths(items, "f.conda") == "\0".join(p for p, kind in typed if kind != "directory")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_well_formed, max_size=6) | st.lists(_listed | _well_formed | _json, max_size=6))
+def test_fuzz_paths_checked_in_bulk_are_checked_as_one_by_one(items: list[object]) -> None:
+    """The bulk check of a released package's paths gives what checking each entry gives: the same
+    paths, or the same error."""
+    _bulk_is_one_by_one(items)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["a/../b", "a//b", "a/./b", "a/c\\..\\d", "./a", "a/.", "/a", "a/", "c:/a", "a\0b", "", ".a/b", "a/x:y"],
+)
+def test_every_unclean_path_leaves_the_bulk_check(path: str) -> None:
+    _bulk_is_one_by_one([{"_path": "a/b"}, {"_path": path, "path_type": "hardlink"}, {"_path": "c"}])
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.one_of(

@@ -110,8 +110,7 @@ def load_package(
     if "paths.json" in info.files:
         items = _paths_list(info.json("paths.json", file_name), file_name)
         if keep is not None and not keep(len(items)):
-            typed = (_typed_path(item, i, file_name) for i, item in enumerate(items))
-            file_paths = "\0".join(path for path, kind in typed if kind != "directory")
+            file_paths = _listed_file_paths(items, file_name)
             entry_points = _entry_points(info, index, file_name)
             return Package(source, index, info.about_mtime, (), entry_points, file_paths, released=True)
         entries = [_path_entry(item, i, file_name) for i, item in enumerate(items)]
@@ -188,6 +187,7 @@ def parse_link_json(document: object, file_name: str) -> list[EntryPoint]:
 
 
 _PATH_TYPES = ("hardlink", "softlink", "directory")
+_PATH_TYPE_SET = frozenset(_PATH_TYPES)
 _FILE_MODES = ("text", "binary")
 
 
@@ -201,6 +201,39 @@ def _paths_list(document: object, file_name: str) -> list[object]:
     if not isinstance(entries, list):
         raise invalid_package(file_name, "info/paths.json has no 'paths' list")
     return entries
+
+
+def _listed_file_paths(items: list[object], file_name: str) -> str:
+    """The NUL-joined paths of the entries that are not folders, each path and type checked as
+    :func:`_typed_path` checks them: in bulk when every path is already clean, else entry by entry."""
+    try:
+        paths = [item["_path"] for item in items]  # type: ignore[index]
+        kinds = [item.get("path_type", "hardlink") for item in items]  # type: ignore[attr-defined]
+        joined = "\0".join(paths)
+        typed = _PATH_TYPE_SET.issuperset(kinds)
+    except (TypeError, KeyError, AttributeError):
+        typed = False
+    if typed and _all_clean(joined, len(paths)):
+        return (
+            joined
+            if "directory" not in kinds
+            else "\0".join(p for p, k in zip(paths, kinds) if k != "directory")
+        )
+    checked = (_typed_path(item, i, file_name) for i, item in enumerate(items))
+    return "\0".join(path for path, kind in checked if kind != "directory")
+
+
+def _all_clean(joined: str, count: int) -> bool:
+    """Whether each of the ``count`` NUL-joined paths is one that :func:`normalize_member_path` keeps as
+    it is (``_is_clean``: no empty, absolute, ``.``/``..``, ``//`` or backslash path, no NUL), tested on
+    the whole string at once. ``:`` anywhere sends the paths to the exact check."""
+    if not count or joined.count("\0") != count - 1:
+        return False
+    bounded = f"\0{joined}\0"
+    return not any(part in bounded for part in _UNCLEAN_PARTS)
+
+
+_UNCLEAN_PARTS = ("\0\0", "..", "\\", "//", "/./", "\0/", "\0.", "/\0", ".\0", ":")
 
 
 def _typed_path(item: object, i: int, file_name: str) -> tuple[str, str]:
