@@ -4,8 +4,9 @@ Two items of ``run.py``:
 
 - ``ctools``: ``pixi-unpack`` against ``ctools_floor.sh`` (unzip | zstd | tar and tar -xjf, two packages
   at a time) on the corpus and on synthetic environments of 10,000 and 100,000 files of 2 KiB in 100
-  packages, on disk and on tmpfs; ``strace -c -f`` of one run of each side on the 100,000-file env
-  (syscalls per file); pixi-unpack's peak RSS at 10,000 and 100,000 files.
+  packages, on disk and on tmpfs; on tmpfs also ``python_floor.py`` (the same files written by bare
+  Python, no checks) against the C tools; ``strace -c -f`` of one run of each side on the 100,000-file
+  env (syscalls per file); pixi-unpack's peak RSS at 10,000 and 100,000 files.
 - ``huge``: a 5 GB pack (the 1.16 GB set plus 16 packages of 256 MB random bytes) against the 1.16 GB
   pack, interleaved: seconds per GB of ``pixi-unpack`` and of ``environment.sh``, and their peak RSS.
 
@@ -21,6 +22,7 @@ import random
 import shutil
 import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ HUGE_PACKAGES = 16
 HUGE_FILES = 8
 HUGE_FILE_SIZE = 32 << 20
 FLOOR_SCRIPT = HERE / "ctools_floor.sh"
+PYTHON_FLOOR = HERE / "python_floor.py"
 TOOLS = ("unzip", "zstd", "tar", "bash", "xargs")
 Log = Callable[[str], None]
 
@@ -150,6 +153,9 @@ def bench_ctools(
         def unpack(folder: Path, tar: Path = tar) -> Sample:
             return run_process([BIN / "pixi-unpack", tar, "-o", folder, "-e", "env", "-q"])
 
+        def bare(folder: Path, archives: list[Path] = archives) -> Sample:
+            return run_process([BIN / "python", PYTHON_FLOOR, folder / "env", *archives])
+
         for place, where in places:
             log(f"C tools vs pixi-unpack, {label}, {place} ({runs} runs each)")
             references, subjects = interleave(runs, floor, unpack, where)
@@ -164,6 +170,18 @@ def bench_ctools(
             rows.append(row)
             if place == "disk" and label != "corpus":
                 rss[files] = peak_rss(subjects)
+            if place == "tmpfs":
+                log(f"C tools vs bare Python, {label}, {place} ({runs} runs each)")
+                references, subjects = interleave(runs, floor, bare, where)
+                row = ratio_row(
+                    f"bare Python vs C tools, {label} ({place})",
+                    "bare Python",
+                    "C tools",
+                    references,
+                    subjects,
+                    1,
+                )
+                rows.append(replace(row, target="-", ok=None))
     shutil.rmtree(TMPFS, ignore_errors=True)
     small, large = SYNTHETIC_SIZES
     rows.append(

@@ -33,8 +33,6 @@ WORK = corpus.CACHE / "work"
 TMPFS = Path("/dev/shm/pixi-pack-bench")
 """Where the unpack benchmarks also write, to take the disk (and its noise) out of the comparison."""
 BIN = Path(sys.executable).parent
-TMPFS = Path("/dev/shm/pixi-pack-bench")
-"""Where the unpack benchmarks also write, to take the disk (and its noise) out of the comparison."""
 
 
 class BenchError(Exception):

@@ -18,6 +18,7 @@ from test_link import PLATFORM, assert_same_install, built, rattler_install
 
 import pixi_pack.install.link as link
 from pixi_pack.errors import ArchiveError, InstallError, IntegrityError, MissingMemberError
+from pixi_pack.formats.package_info import from_planned_fields
 from pixi_pack.install.link import install_packages
 from pixi_pack.install.workers import can_fork, run_in_processes
 
@@ -59,9 +60,21 @@ def _packages(out: Path, python_channel: Any) -> list[BuiltPackage]:
     ]
 
 
+@pytest.mark.parametrize("kept", [10_000, 0], ids=["entries-sent-back", "entries-read-again"])
 def test_forked_workers_install_what_rattler_installs(
-    tmp_path: Path, python_channel: Any, forks: list[int]
+    tmp_path: Path, python_channel: Any, forks: list[int], monkeypatch: pytest.MonkeyPatch, kept: int
 ) -> None:
+    """Read in worker processes, a package comes back with its entries (within the budget's share) or
+    without (read again by the worker that installs it): the same environment either way."""
+    monkeypatch.setattr(link, "KEPT_ENTRIES", kept)
+    released: list[bool] = []
+
+    def received(*args: Any) -> Any:
+        package = from_planned_fields(*args)
+        released.append(package.released)
+        return package
+
+    monkeypatch.setattr(link, "from_planned_fields", received)
     packages = _packages(tmp_path / "build", python_channel)
     theirs = tmp_path / "rattler" / "env"
     rattler_install([p.path for p in packages], theirs, tmp_path / "cache")
@@ -76,6 +89,11 @@ def test_forked_workers_install_what_rattler_installs(
         on_installed=lambda s: done.append(s.file_name),
     )
     assert forks == [1, 1]  # reading, then writing
+    # The python package alone holds more entries than a reader's share of 5,000.
+    if kept:
+        assert not any(released)
+    else:  # all but the one package that lists no path (its zero entries fit in any budget)
+        assert released.count(False) == 1
     assert sorted(done) == sorted(p.file_name for p in packages)
     assert_same_install(ours, theirs, ordered_paths=False)
 

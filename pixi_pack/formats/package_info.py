@@ -141,21 +141,29 @@ def with_entries(package: Package, *, zstd: Decompressor | None = None) -> Packa
 
 
 def planned_fields(package: Package) -> dict[str, Any]:
-    """What planning needs of a package, as JSON, to cross from the worker process that read it; the
-    ``entries`` stay behind (:func:`with_entries` reads them when the package is installed)."""
+    """A package as JSON, to cross from the worker process that read it: its entries too, unless it
+    was released (:func:`with_entries` then reads them when the package is installed)."""
     return {
         "index": package.index,
         "about_mtime": package.about_mtime,
         "entry_points": [[e.command, e.module, e.function] for e in package.entry_points],
         "file_paths": package.file_paths,
+        "entries": None if package.released else package.entries,
     }
 
 
 def from_planned_fields(source: PackageSource, fields: Mapping[str, Any]) -> Package:
-    """The released :class:`Package` of ``source`` that :func:`planned_fields` describes."""
+    """The :class:`Package` of ``source`` that :func:`planned_fields` describes."""
     entry_points = tuple(EntryPoint(*e) for e in fields["entry_points"])
+    entries = fields["entries"]
     return Package(
-        source, fields["index"], fields["about_mtime"], (), entry_points, fields["file_paths"], released=True
+        source,
+        fields["index"],
+        fields["about_mtime"],
+        () if entries is None else tuple(PathEntry(*e) for e in entries),
+        entry_points,
+        fields["file_paths"],
+        released=entries is None,
     )
 
 

@@ -79,7 +79,7 @@ def install_packages(
     environment's clobbers.
 
     Memory stays flat in the number of files: the plan holds no object per path, and past
-    :data:`KEPT_ENTRIES` paths in all (with processes, always), a package's ``info/paths.json`` entries
+    :data:`KEPT_ENTRIES` paths in all (shared out among the reading processes), a package's ``info/paths.json`` entries
     are not kept: only each path and its type are checked when it is read, and the entries are read and
     checked in full from its archive when its turn comes.
     """
@@ -143,11 +143,13 @@ def _install(
 
     fork = processes and workers > 1 and len(packages) > 1 and can_fork()
     if fork:
-        # Read by worker processes too (threads would share one GIL); what crosses back is what the
-        # plan needs, and the workers that install read the entries again.
-        logger.debug("reading %d packages in %d worker processes", len(packages), min(workers, len(packages)))
+        # Read by worker processes too (threads would share one GIL). Each inherits its own copy of a
+        # share of the budget, and sends back the package as JSON: its entries only within that share.
+        readers = min(workers, len(packages))
+        logger.debug("reading %d packages in %d worker processes", len(packages), readers)
+        share = _EntryBudget(KEPT_ENTRIES // readers)
         fields = run_in_processes(
-            packages, lambda s: planned_fields(load(s, _keep_none)), None, workers, _with_context
+            packages, lambda s: planned_fields(load(s, share.take)), None, workers, _with_context
         )
         loaded = [from_planned_fields(s, f) for s, f in zip(packages, fields)]
     else:
@@ -180,10 +182,6 @@ def _install(
         return
     with ThreadPoolExecutor(workers, "pixi-unpack-install") as pool:
         _run_all(pool, ordered, install_one, on_installed)
-
-
-def _keep_none(count: int) -> bool:
-    return False
 
 
 #: How many ``info/paths.json`` entries (~700 bytes each) the install keeps in memory between reading the

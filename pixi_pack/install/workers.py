@@ -7,7 +7,7 @@ every ``open``, ``write`` and ``close``, and the hand-offs cost more than the wr
 Linux, :func:`run_in_processes` forks the workers twice: to read every package's ``info/``, and, once
 the plan is made, to install them. Each worker inherits what the parent holds (the plan, to install;
 nothing is serialised that way), takes the packages it is handed one at a time, and reports each one
-done, with its result as JSON (what the plan needs of a package it read), or its error, through a
+done, with its result as JSON (a package it read), or its error, through a
 pipe. The parent hands out the packages in order (costliest first), one more to a worker each time it
 reports, and calls ``done`` as they finish. Any failure, a worker's or the parent's (Ctrl-C included),
 kills the other workers and waits for them before the error is raised, so nothing writes into the
