@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pixi_pack.errors import ArchiveError, LockfileError, PixiPackError
 from pixi_pack.formats.channel import parse_conda_urls, parse_metadata, parse_pypi_sha256, parse_repodata
-from pixi_pack.formats.locations import public_url
+from pixi_pack.formats.locations import public_url, redacted_url
 from pixi_pack.formats.records import RecordError, check_conda_file_name, check_record, check_relative_path
 from pixi_pack.lock.lockfile import load_lockfile, parse_lockfile, select_environment
 
@@ -274,3 +274,36 @@ def test_fuzz_conda_urls_raise_only_our_error(value: object) -> None:
 )
 def test_a_package_url_is_recorded_without_secrets(location: str, written: str | None) -> None:
     assert public_url(location) == written
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        (
+            "https://user:secret@repo.example/c/noarch/a-1-0.conda",
+            "https://***@repo.example/c/noarch/a-1-0.conda",
+        ),
+        (
+            "https://conda.anaconda.org/t/tk-123/private/linux-64/a-1-0.conda",
+            "https://conda.anaconda.org/t/***/private/linux-64/a-1-0.conda",
+        ),
+        (
+            "https://repo.example:8443/c/a-1-0.conda?X-Amz-Signature=abc#frag",
+            "https://repo.example:8443/c/a-1-0.conda?***",
+        ),
+        ("s3://bucket/c/linux-64/a-1-0.conda", "s3://bucket/c/linux-64/a-1-0.conda"),
+        ("/srv/c/linux-64/a-1-0.conda", "/srv/c/linux-64/a-1-0.conda"),
+        ("http://[bad/a-1-0.conda", "http://***"),
+    ],
+)
+def test_a_url_in_a_message_shows_no_secret(location: str, shown: str) -> None:
+    assert redacted_url(location) == shown
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="htps:/@[]?#%t.-_ab1~", max_size=40))
+def test_fuzz_urls_are_shown_and_recorded_without_error(location: str) -> None:
+    """Any lockfile location can be named in a message, and recorded or left out, without a traceback."""
+    assert isinstance(redacted_url(location), str)
+    written = public_url(location)
+    assert written is None or isinstance(written, str)

@@ -28,7 +28,10 @@ def public_url(location: str) -> str | None:
     """
     if not is_url(location):
         return None
-    parts = urlsplit(location)
+    try:
+        parts = urlsplit(location)
+    except ValueError:  # a malformed host ("[..." without "]"): nothing of it is worth writing down
+        return None
     host = parts.hostname or ""
     if ":" in host:  # an IPv6 address
         host = f"[{host}]"
@@ -38,6 +41,20 @@ def public_url(location: str) -> str | None:
         port = None
     netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, _TOKEN.sub("", parts.path, count=1), "", ""))
+
+
+def redacted_url(location: str) -> str:
+    """``location`` for a message or a log: its credentials, conda token and query shown as ``***``
+    (a path as it is)."""
+    if not is_url(location):
+        return location
+    try:
+        parts = urlsplit(location)
+    except ValueError:  # a malformed host ("[..." without "]")
+        return f"{location.split('://', 1)[0]}://***"
+    netloc = f"***@{parts.netloc.rpartition('@')[2]}" if "@" in parts.netloc else parts.netloc
+    path = _TOKEN.sub("/t/***", parts.path, count=1)
+    return urlunsplit((parts.scheme, netloc, path, "***" if parts.query else "", ""))
 
 
 def channel_url(url: str, subdir: str, file_name: str) -> str | None:

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from pixi_pack.errors import EnvironmentNotFoundError, LockfileError
-from pixi_pack.formats.locations import is_url
+from pixi_pack.formats.locations import is_url, redacted_url
 from pixi_pack.formats.records import (
     RecordError,
     check_conda_file_name,
@@ -252,7 +252,7 @@ class _RecordIndex:
         extra = {k: v for k, v in ref.items() if k != kind}
         matching = [r for r in candidates if all(r.get(k) == v for k, v in extra.items() if k in r)]
         if not matching:
-            msg = f"lockfile is inconsistent: no package record for {kind} {location}"
+            msg = f"lockfile is inconsistent: no package record for {kind} {redacted_url(location)}"
             raise LockfileError(msg)
         return matching[0]
 
@@ -326,7 +326,7 @@ def conda_package(
     subdir from the URL, ``noarch``, ``platform`` and ``arch`` from the subdir. ``source`` names the
     record in errors (default: the lockfile and the location).
     """
-    where = source or f"lockfile record for {location}"
+    where = source or f"lockfile record for {redacted_url(location)}"
     file_name = str(lock_record.get("file_name") or lock_record.get("fn") or _file_name(location))
     derived = _split_archive_name(_file_name(location)) or _split_archive_name(file_name)
     record: dict[str, Any] = {k: lock_record[k] for k in _RECORD_FIELDS if lock_record.get(k) is not None}
@@ -358,7 +358,7 @@ def conda_package(
         check_conda_file_name(file_name)
         record = check_record(record)
     except RecordError as exc:
-        msg = f"{source or f'{lockfile_dir / LOCKFILE_NAME}: the package {location}'}: {exc}"
+        msg = f"{source or f'{lockfile_dir / LOCKFILE_NAME}: the package {redacted_url(location)}'}: {exc}"
         raise LockfileError(msg) from exc
     return CondaPackage(resolve_location(location, lockfile_dir), file_name, str(record["subdir"]), record)
 
@@ -375,7 +375,7 @@ def _pypi_package(location: str, record: Mapping[str, Any], lockfile_dir: Path) 
                 raise RecordError(key, "must be a string")
         checked_sha256 = check_sha256(sha256) if sha256 is not None else None
     except RecordError as exc:
-        msg = f"{lockfile_dir / LOCKFILE_NAME}: the PyPI package {location}: {exc}"
+        msg = f"{lockfile_dir / LOCKFILE_NAME}: the PyPI package {redacted_url(location)}: {exc}"
         raise LockfileError(msg) from exc
     return PypiPackage(
         location=resolve_location(location, lockfile_dir),

@@ -28,6 +28,7 @@ import urllib3
 from pixi_pack import __version__
 from pixi_pack.errors import DownloadError, IntegrityError, PixiPackError
 from pixi_pack.formats.archive import RangeReader, copy_range, write_at
+from pixi_pack.formats.locations import redacted_url
 from pixi_pack.io import tempfiles
 from pixi_pack.io.hashing import Digests, Readable, check_digests, copy_and_hash, hash_stream, needs_md5
 from pixi_pack.models import MirrorConfig
@@ -201,7 +202,9 @@ class Fetcher:
             path = Path(url2pathname(unquote(urlsplit(location).path)))
             return self._copy_local(path, destination, what=what, expected=expected, on_bytes=on_bytes)
         if scheme:
-            msg = f"could not download {what} from {location}: unsupported URL scheme {scheme}://"
+            msg = (
+                f"could not download {what} from {redacted_url(location)}: unsupported URL scheme {scheme}://"
+            )
             raise DownloadError(msg)
         return self._copy_local(Path(location), destination, what=what, expected=expected, on_bytes=on_bytes)
 
@@ -247,7 +250,7 @@ class Fetcher:
                         errors.append(_reason(candidate, url, f"{exc} (tried {RETRIES + 1} times)"))
                         break
                     delay = BACKOFF_SECONDS * 2**attempt
-                    logger.debug("retrying %s in %.1f s: %s", candidate, delay, exc)
+                    logger.debug("retrying %s in %.1f s: %s", redacted_url(candidate), delay, exc)
                     if self._cancelled.wait(delay):
                         raise Cancelled("download cancelled") from exc
                 except Cancelled:
@@ -255,7 +258,7 @@ class Fetcher:
                 except DownloadError as exc:
                     errors.append(_reason(candidate, url, str(exc)))
                     break
-        msg = f"could not download {what} from {url}: " + "; ".join(errors)
+        msg = f"could not download {what} from {redacted_url(url)}: " + "; ".join(errors)
         raise DownloadError(msg)
 
     def _download_once(
@@ -305,7 +308,11 @@ class Fetcher:
             source = _Bounded(raw, None if size is None else size + 1, self._cancelled)
             try:
                 return _write_verified(
-                    source, destination, what=f"{what} from {url}", expected=expected, on_bytes=on_bytes
+                    source,
+                    destination,
+                    what=f"{what} from {redacted_url(url)}",
+                    expected=expected,
+                    on_bytes=on_bytes,
                 )
             except (
                 requests.RequestException,
@@ -323,7 +330,7 @@ class Fetcher:
 
     def download_file(self, url: str, destination: Path) -> None:
         """Fetch any URL or path to ``destination`` without a known hash (used for the unpacker)."""
-        self.fetch(url, destination, what=url)
+        self.fetch(url, destination, what=redacted_url(url))
 
     def _authenticate(self, url: str) -> tuple[str, dict[str, str]]:
         parts = urlsplit(url)
@@ -359,7 +366,7 @@ def _host(url: str) -> str:
 
 
 def _reason(candidate: str, url: str, reason: str) -> str:
-    return reason if candidate == url else f"mirror {candidate}: {reason}"
+    return reason if candidate == url else f"mirror {redacted_url(candidate)}: {reason}"
 
 
 def _write_verified(

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urldefrag
 
 from pixi_pack.errors import IntegrityError, PixiPackError
-from pixi_pack.formats.locations import is_url
+from pixi_pack.formats.locations import is_url, redacted_url
 from pixi_pack.io._vendor_loader import running_zipapp
 from pixi_pack.io.hashing import hash_file
 
@@ -47,7 +47,7 @@ def _download_unpacker(url: str, download: Callable[[str, Path], None], director
     if fragment:
         match = re.fullmatch(r"sha256=([0-9a-fA-F]{64})", fragment)
         if match is None:
-            msg = f"--pixi-unpack-source {url}: the only fragment understood is #sha256=<64 hex digits>"
+            msg = f"--pixi-unpack-source {redacted_url(url)}: the only fragment understood is #sha256=<64 hex digits>"
             raise PixiPackError(msg)
         expected = match.group(1).lower()
     name = location.rstrip("/").rsplit("/", 1)[-1] or "pixi-pack.pyz"
@@ -56,7 +56,7 @@ def _download_unpacker(url: str, download: Callable[[str, Path], None], director
     if expected is not None:
         actual = hash_file(path).sha256
         if actual != expected:
-            msg = f"--pixi-unpack-source {location}: sha256 mismatch (expected {expected})"
+            msg = f"--pixi-unpack-source {redacted_url(location)}: sha256 mismatch (expected {expected})"
             raise IntegrityError(msg)
     return path
 
