@@ -337,6 +337,21 @@ def test_an_unknown_host_is_named_without_credentials(tmp_path: Path, url: str) 
     assert message.startswith("could not download pkg from https://")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[secret-token/pkg.conda",
+        "http://127.0.0.1:99999/pkg.conda",
+        "http://u:secret-token@h:port/pkg.conda",
+    ],
+)
+def test_a_malformed_url_is_our_error_without_its_secrets(tmp_path: Path, url: str) -> None:
+    """A lockfile URL whose host or port cannot be read: one message, not a traceback, and no secret."""
+    message = _fetch_error(url, tmp_path)
+    assert "the URL is malformed" in message
+    assert "secret-token" not in message
+
+
 def test_a_silent_server_is_a_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("pixi_pack.pack.fetch.TIMEOUT_SECONDS", 0.2)
     with socket.socket() as silent:

@@ -195,11 +195,17 @@ class Fetcher:
         expected: Expected,
         on_bytes: Callable[[int], None] | None,
     ) -> Digests:
-        scheme = urlsplit(location).scheme.lower() if "://" in location else ""
+        try:
+            parts = urlsplit(location) if "://" in location else None
+        except ValueError as exc:  # e.g. a host opened with "[" and never closed
+            msg = f"could not download {what} from {redacted_url(location)}: the URL is malformed ({exc})"
+            raise DownloadError(msg) from exc
+        scheme = parts.scheme.lower() if parts is not None else ""
         if scheme in ("http", "https", "s3"):
             return self._download(location, destination, what=what, expected=expected, on_bytes=on_bytes)
         if scheme == "file":
-            path = Path(url2pathname(unquote(urlsplit(location).path)))
+            assert parts is not None
+            path = Path(url2pathname(unquote(parts.path)))
             return self._copy_local(path, destination, what=what, expected=expected, on_bytes=on_bytes)
         if scheme:
             msg = (
@@ -276,6 +282,9 @@ class Fetcher:
             response = self._session.get(request_url, headers=headers, stream=True, timeout=TIMEOUT_SECONDS)
         except requests.TooManyRedirects as exc:
             raise DownloadError(f"redirect loop (more than {self._session.max_redirects} redirects)") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
+            # Not requests' text: it repeats the whole URL, credentials and all.
+            raise DownloadError("the URL is malformed (its host or port cannot be read)") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             reason, transient = connection_failure(exc, _host(request_url))
             raise (_Transient if transient else DownloadError)(reason) from exc
