@@ -79,9 +79,9 @@ def install_packages(
     environment's clobbers.
 
     Memory stays flat in the number of files: the plan holds no object per path, and past
-    :data:`KEPT_ENTRIES` paths in all (shared out among the reading processes), a package's ``info/paths.json`` entries
-    are not kept: only each path and its type are checked when it is read, and the entries are read and
-    checked in full from its archive when its turn comes.
+    :data:`KEPT_ENTRIES` paths in all (shared out among the reading processes), a package's
+    ``info/paths.json`` entries are not kept: only each path and its type are checked when it is read,
+    and the entries are read and checked in full from its archive when its turn comes.
     """
     made_build_dir = not build_dir.exists()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,7 @@ def _install(
 
     # Start the costliest packages first so they do not finish last, alone.
     ordered = sorted(packages, key=_expected_cost, reverse=True)
-    if fork:
+    if fork and can_fork():  # still no other thread, after the plan
         logger.debug("writing %d packages in %d worker processes", len(ordered), min(workers, len(ordered)))
         run_in_processes(ordered, install_one, on_installed, workers, _with_context)
         return
