@@ -108,12 +108,13 @@ def load_package(
     file_name = source.file_name
     index = parse_index_json(info.json("index.json", file_name), file_name)
     if "paths.json" in info.files:
-        items = _paths_list(info.json("paths.json", file_name), file_name)
+        document = info.json("paths.json", file_name)
+        items = _paths_list(document, file_name)
         if keep is not None and not keep(len(items)):
             file_paths = _listed_file_paths(items, file_name)
             entry_points = _entry_points(info, index, file_name)
             return Package(source, index, info.about_mtime, (), entry_points, file_paths, released=True)
-        entries = [_path_entry(item, i, file_name) for i, item in enumerate(items)]
+        entries = parse_paths_json(document, file_name)
     else:
         entries = parse_legacy_paths(info, file_name)
     file_paths = "\0".join(e.path for e in entries if e.path_type != "directory")

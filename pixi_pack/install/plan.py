@@ -112,7 +112,11 @@ def _plan(package: Package, python: PythonInfo | None, platform: str) -> Package
     scripts = _entry_point_scripts(package, python, platform)
     targets = {path for _, paths in scripts for path in paths}
     # rattler writes entry points after the files, so an entry point replaces a file at its path.
-    shadowed = frozenset(p for p in package.paths() if (mapping.target_path(p) if mapping else p) in targets)
+    shadowed = (
+        frozenset(p for p in package.paths() if (mapping.target_path(p) if mapping else p) in targets)
+        if targets
+        else frozenset()
+    )
     return PackagePlan(package, mapping, MappingProxyType({}), shadowed, scripts)
 
 

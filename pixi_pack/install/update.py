@@ -143,7 +143,7 @@ class UpdatePlan:
         -> its copy's place), the clobbers settled over the whole new package set, as a fresh install
         settles them."""
         for plan in plans:
-            self._owned[plan.package.name] = list(plan.owned())
+            self._owned[plan.package.name] = plan.owned()
         self._live = None
         live = self._settled()
         return [moved_from(p.package.name, self._owned[p.package.name], live) for p in plans]
