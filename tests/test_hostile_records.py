@@ -67,6 +67,9 @@ def _select(path: Path) -> None:
         (f'  sha256: {SHA}\n  name: "a\\0b"\n', URL, "name"),
         ("  sha256: " + "0" * 64 + "\n", URL, "sha256"),
         (f"  sha256: {SHA}\n  python_site_packages_path: ../../../tmp/x\n", URL, "python_site_packages_path"),
+        (f"  sha256: {SHA}\n", "http://[example.invalid/linux-64/zlib-1.3.1-h0_0.conda", "url"),
+        (f"  sha256: {SHA}\n", "https://example.invalid:99999/linux-64/zlib-1.3.1-h0_0.conda", "url"),
+        (f"  sha256: {SHA}\n", "https://u:secret@example.invalid:x/linux-64/zlib-1.3.1-h0_0.conda", "url"),
     ],
 )
 def test_hostile_conda_records_are_refused(tmp_path: Path, record: str, location: str, field: str) -> None:
@@ -74,6 +77,35 @@ def test_hostile_conda_records_are_refused(tmp_path: Path, record: str, location
     with pytest.raises(LockfileError, match=f"field '{field}'") as info:
         _select(path)
     assert str(path) in str(info.value)
+
+
+def test_a_wheel_url_whose_port_cannot_be_read_is_refused_without_its_secret(tmp_path: Path) -> None:
+    location = "https://u:secret@example.invalid:port/files/evil-1.0-py3-none-any.whl"
+    path = _lock(tmp_path, "  name: evil\n  version: '1.0'\n", location, pypi=True)
+    with pytest.raises(LockfileError, match="field 'url' is not a valid URL") as info:
+        _select(path)
+    assert "secret" not in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="htps:/@[]?#%.-_a1~", max_size=40))
+def test_fuzz_package_locations_raise_only_our_error(location: str) -> None:
+    """Any text as a package's location in the lock: a package, or our error, never a traceback."""
+    text = "version: 6\nenvironments:\n  default:\n    channels: []\n    packages:\n      linux-64:\n"
+    text += f"      - conda: {json.dumps(location + '/x-1-0.conda')}\npackages:\n"
+    text += f"- conda: {json.dumps(location + '/x-1-0.conda')}\n  sha256: {SHA}\n  subdir: linux-64\n"
+    with contextlib.suppress(PixiPackError):
+        select_environment(parse_lockfile(text), "default", "linux-64", Path("/nonexistent"))
+
+
+def test_a_location_under_an_unknown_user_is_a_plain_path(tmp_path: Path) -> None:
+    """``~nosuchuser/...`` cannot be expanded: it stays a path below the lockfile's folder, as
+    ``os.path.expanduser`` leaves it (``Path.expanduser`` raised RuntimeError: a traceback)."""
+    from pixi_pack.lock.lockfile import resolve_location
+
+    location = "~no-such-user-pixi-pack/linux-64/x-1-0.conda"
+    assert resolve_location(location, tmp_path) == str((tmp_path / location).resolve())
+    assert resolve_location("~/x-1-0.conda", tmp_path) == str(Path.home() / "x-1-0.conda")
 
 
 def test_an_all_digit_sha256_read_as_a_number_is_refused(tmp_path: Path) -> None:

@@ -439,6 +439,8 @@ def test_find_unpacker_path(tmp_path: Path) -> None:
 def test_find_unpacker_refuses(tmp_path: Path, fake_zipapp: Path) -> None:
     with pytest.raises(PixiPackError, match="no such file"):
         unpacker.find_unpacker(str(tmp_path / "missing.pyz"), _no_download, directory=tmp_path)
+    with pytest.raises(PixiPackError, match=r"~no-such-user-pixi-pack/x\.pyz: no such file"):
+        unpacker.find_unpacker("~no-such-user-pixi-pack/x.pyz", _no_download, directory=tmp_path)
     native = tmp_path / "pixi-unpack-x86_64-unknown-linux-musl"
     native.write_bytes(b"\x7fELF a native pixi-unpack")
     with pytest.raises(PixiPackError, match=r"not a pixi-pack zipapp \(\.pyz\)"):

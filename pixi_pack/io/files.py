@@ -1,7 +1,9 @@
-"""Reading a whole small file with a bound: a hostile input cannot make it read without end."""
+"""Reading a whole small file with a bound (a hostile input cannot make it read without end), and a
+path with its leading ``~`` expanded."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -20,3 +22,9 @@ def read_limited(path: Path, limit: int) -> bytes:
         msg = f"{path} is larger than {limit} bytes"
         raise TooLargeError(msg)
     return data
+
+
+def expanded(location: str) -> Path:
+    """``location`` with a leading ``~`` or ``~user`` expanded where it can be; a ``~user`` that is not
+    known stays as it is (``Path.expanduser`` would raise RuntimeError)."""
+    return Path(os.path.expanduser(location))  # noqa: PTH111

@@ -25,6 +25,7 @@ from pixi_pack.formats.records import (
     check_record,
     check_sha256,
 )
+from pixi_pack.io.files import expanded
 from pixi_pack.models import CONDA_EXTENSIONS, CondaPackage, LockedEnvironment, PypiPackage
 from pixi_pack.platforms import ARCH_OF_SUBDIR, KNOWN_SUBDIRS
 
@@ -276,6 +277,17 @@ def _is_archive(location: str) -> bool:
     return location.endswith(CONDA_EXTENSIONS)
 
 
+def _check_url(location: str) -> None:
+    """Refuse a URL location whose host or port cannot be read (an unclosed ``[``, a port that is not
+    a number from 0 to 65535): every later step splits it."""
+    if "://" not in location:
+        return
+    try:
+        urlsplit(location).port  # noqa: B018  (reading it checks it)
+    except ValueError as exc:
+        raise RecordError("url", f"is not a valid URL ({exc})") from None
+
+
 def _file_name(location: str) -> str:
     path = urlsplit(location).path if "://" in location else location.replace("\\", "/")
     return unquote(posixpath.basename(path.rstrip("/")))
@@ -287,7 +299,7 @@ def resolve_location(location: str, base_dir: Path) -> str:
         location = location[len("direct+") :]
     if is_url(location):
         return location
-    path = Path(location).expanduser()
+    path = expanded(location)
     if re.match(r"^[A-Za-z]:[\\/]", location):
         return location
     return str(path if path.is_absolute() else (base_dir / path).resolve())
@@ -327,6 +339,11 @@ def conda_package(
     record in errors (default: the lockfile and the location).
     """
     where = source or f"lockfile record for {redacted_url(location)}"
+    named = source or f"{lockfile_dir / LOCKFILE_NAME}: the package {redacted_url(location)}"
+    try:
+        _check_url(location)
+    except RecordError as exc:
+        raise LockfileError(f"{named}: {exc}") from exc
     file_name = str(lock_record.get("file_name") or lock_record.get("fn") or _file_name(location))
     derived = _split_archive_name(_file_name(location)) or _split_archive_name(file_name)
     record: dict[str, Any] = {k: lock_record[k] for k in _RECORD_FIELDS if lock_record.get(k) is not None}
@@ -358,8 +375,7 @@ def conda_package(
         check_conda_file_name(file_name)
         record = check_record(record)
     except RecordError as exc:
-        msg = f"{source or f'{lockfile_dir / LOCKFILE_NAME}: the package {redacted_url(location)}'}: {exc}"
-        raise LockfileError(msg) from exc
+        raise LockfileError(f"{named}: {exc}") from exc
     return CondaPackage(resolve_location(location, lockfile_dir), file_name, str(record["subdir"]), record)
 
 
@@ -367,6 +383,7 @@ def _pypi_package(location: str, record: Mapping[str, Any], lockfile_dir: Path) 
     hashes = record.get("hash")
     sha256 = record.get("sha256") or (hashes.get("sha256") if isinstance(hashes, dict) else None)
     try:
+        _check_url(location)
         file_name = _file_name(location)
         if file_name.endswith(".whl"):  # the only kind packed, under pypi/<file_name>
             check_dist_file_name(file_name)

@@ -11,6 +11,7 @@ from urllib.parse import urldefrag
 from pixi_pack.errors import IntegrityError, PixiPackError
 from pixi_pack.formats.locations import is_url, redacted_url
 from pixi_pack.io._vendor_loader import running_zipapp
+from pixi_pack.io.files import expanded
 from pixi_pack.io.hashing import hash_file
 
 
@@ -33,7 +34,7 @@ def find_unpacker(source: str | None, download: Callable[[str, Path], None], *, 
     elif is_url(source):
         path = _download_unpacker(source, download, directory)
     else:
-        path = Path(source).expanduser()
+        path = expanded(source)
         if not path.is_file():
             msg = f"--pixi-unpack-source {source}: no such file"
             raise PixiPackError(msg)
