@@ -17,7 +17,7 @@ from test_extract import INDEX, install, member, tar_bytes
 
 from pixi_pack.errors import ArchiveError
 from pixi_pack.formats.package import PackageInfo
-from pixi_pack.formats.package_info import parse_index_json, parse_link_json, parse_paths_json
+from pixi_pack.formats.package_info import PathEntry, parse_index_json, parse_link_json, parse_paths_json
 
 FILE = {"_path": "lib/a", "path_type": "hardlink", "sha256": "0" * 64, "size_in_bytes": 1}
 
@@ -242,6 +242,76 @@ def test_fuzz_paths_checked_in_bulk_are_checked_as_one_by_one(items: list[object
 )
 def test_every_unclean_path_leaves_the_bulk_check(path: str) -> None:
     _bulk_is_one_by_one([{"_path": "a/b"}, {"_path": path, "path_type": "hardlink"}, {"_path": "c"}])
+
+
+_plain_hash = st.sampled_from(["0" * 64, "ab" * 32, "AB" * 32, "0" * 63, "0" * 65, " " * 64, "0" * 62 + " 0"])
+_plain = st.fixed_dictionaries(
+    {"_path": _path_text},
+    optional={
+        "path_type": st.sampled_from(["hardlink", "softlink", "directory", "x", None]),
+        "sha256": _plain_hash | st.none() | st.integers(),
+        "size_in_bytes": st.integers(-2, 3) | st.none() | st.booleans() | st.floats(0, 2),
+        "prefix_placeholder": st.sampled_from(["/opt/p", "", None]),
+        "no_link": st.booleans() | st.none(),
+        "file_mode": st.sampled_from(["text", "binary", "x"]),
+    },
+)
+
+
+def _parsed_as_one_by_one(items: list[object]) -> None:
+    from pixi_pack.formats.package_info import _path_entry
+
+    try:
+        exact = [_path_entry(item, i, "f.conda") for i, item in enumerate(items)]
+    except ArchiveError as error:
+        with pytest.raises(ArchiveError) as bulk:
+            parse_paths_json({"paths": items}, "f.conda")
+        assert str(bulk.value) == str(error)
+        return
+    parsed = parse_paths_json({"paths": items}, "f.conda")
+    assert parsed == exact
+    assert all(type(entry) is PathEntry for entry in parsed)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_plain, max_size=6) | st.lists(_plain | _entry | _json, max_size=6))
+def test_fuzz_entries_parsed_in_bulk_are_parsed_as_one_by_one(items: list[object]) -> None:
+    """The bulk parse of plain entries gives the entries, or the error, that parsing each one gives."""
+    _parsed_as_one_by_one(items)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"sha256": "A" * 64},
+        {"sha256": "0" * 63},
+        {"sha256": "0" * 62 + " 0"},
+        {"sha256": "0" * 32 + "\0" + "0" * 31},
+        {"sha256": 7},
+        {"size_in_bytes": -1},
+        {"size_in_bytes": True},
+        {"size_in_bytes": 1.0},
+        {"prefix_placeholder": "/opt/p"},
+        {"prefix_placeholder": ""},
+        {"no_link": None},
+        {"no_link": 0},
+        {"no_link": True},
+        {"path_type": None},
+        {"path_type": "x"},
+        {"_path": "a/../b"},
+        {"_path": 3},
+    ],
+)
+def test_every_odd_field_leaves_the_bulk_parse(odd: dict[str, object]) -> None:
+    """Each field a plain entry must not have sends the entries to the one-by-one parse, which gives
+    the same entries (an upper-case hash lower-cased) or the same error."""
+    from pixi_pack.formats.package_info import _plain_entries
+
+    plain = {"_path": "a/b", "path_type": "hardlink", "sha256": "0" * 64, "size_in_bytes": 3}
+    items: list[object] = [plain, {**plain, "_path": "a/c", **odd}]
+    assert _plain_entries(items) is None
+    assert _plain_entries([plain, {**plain, "_path": "a/c"}]) is not None
+    _parsed_as_one_by_one(items)
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, NamedTuple
 
 from pixi_pack.errors import ArchiveError
 from pixi_pack.formats.package import PackageInfo, invalid_package, normalize_member_path, read_info
+from pixi_pack.formats.paths_bulk import PATH_TYPE_SET, PATH_TYPES, all_clean, plain_fields
 from pixi_pack.formats.records import RecordError, check_index, check_sha256, check_size
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import PackageSource
@@ -195,14 +197,25 @@ def parse_link_json(document: object, file_name: str) -> list[EntryPoint]:
     return [parse_entry_point(spec, file_name) for spec in specs]
 
 
-_PATH_TYPES = ("hardlink", "softlink", "directory")
-_PATH_TYPE_SET = frozenset(_PATH_TYPES)
 _FILE_MODES = ("text", "binary")
 
 
 def parse_paths_json(document: object, file_name: str) -> list[PathEntry]:
     """The entries of an ``info/paths.json`` document: every field's type checked, no path trusted."""
-    return [_path_entry(item, i, file_name) for i, item in enumerate(_paths_list(document, file_name))]
+    items = _paths_list(document, file_name)
+    plain = _plain_entries(items)
+    if plain is not None:
+        return plain
+    return [_path_entry(item, i, file_name) for i, item in enumerate(items)]
+
+
+def _plain_entries(items: list[object]) -> list[PathEntry] | None:
+    """The entries, when every one is plain (:func:`~pixi_pack.formats.paths_bulk.plain_fields`)."""
+    fields = plain_fields(items)
+    if fields is None:
+        return None
+    plain = zip(*fields, repeat(None), repeat(None), repeat(False))
+    return list(map(tuple.__new__, repeat(PathEntry), plain))  # PathEntry(*fields), without its __new__
 
 
 def _paths_list(document: object, file_name: str) -> list[object]:
@@ -219,10 +232,10 @@ def _listed_file_paths(items: list[object], file_name: str) -> str:
         paths = [item["_path"] for item in items]  # type: ignore[index]
         kinds = [item.get("path_type", "hardlink") for item in items]  # type: ignore[attr-defined]
         joined = "\0".join(paths)
-        typed = _PATH_TYPE_SET.issuperset(kinds)
+        typed = PATH_TYPE_SET.issuperset(kinds)
     except (TypeError, KeyError, AttributeError):
         typed = False
-    if typed and _all_clean(joined, len(paths)):
+    if typed and all_clean(joined, len(paths)):
         return (
             joined
             if "directory" not in kinds
@@ -232,27 +245,14 @@ def _listed_file_paths(items: list[object], file_name: str) -> str:
     return "\0".join(path for path, kind in checked if kind != "directory")
 
 
-def _all_clean(joined: str, count: int) -> bool:
-    """Whether each of the ``count`` NUL-joined paths is one that :func:`normalize_member_path` keeps as
-    it is (``_is_clean``: no empty, absolute, ``.``/``..``, ``//`` or backslash path, no NUL), tested on
-    the whole string at once. ``:`` anywhere sends the paths to the exact check."""
-    if not count or joined.count("\0") != count - 1:
-        return False
-    bounded = f"\0{joined}\0"
-    return not any(part in bounded for part in _UNCLEAN_PARTS)
-
-
-_UNCLEAN_PARTS = ("\0\0", "..", "\\", "//", "/./", "\0/", "\0.", "/\0", ".\0", ":")
-
-
 def _typed_path(item: object, i: int, file_name: str) -> tuple[str, str]:
     """An entry's checked path and ``path_type``."""
     if not isinstance(item, dict) or not isinstance(item.get("_path"), str):
         raise invalid_package(file_name, f"info/paths.json: entry {i} has no '_path' string")
     path = _safe_path(item["_path"], file_name)
     path_type = item.get("path_type", "hardlink")
-    if path_type not in _PATH_TYPES:
-        what = f"info/paths.json: {path}: field 'path_type' must be one of {', '.join(_PATH_TYPES)}"
+    if path_type not in PATH_TYPES:
+        what = f"info/paths.json: {path}: field 'path_type' must be one of {', '.join(PATH_TYPES)}"
         raise invalid_package(file_name, f"{what}, not {path_type!r}"[:400])
     return path, path_type
 
