@@ -25,7 +25,13 @@ from builders import Directory, Symlink, build_package, executable, text_prefix
 from conftest import prefix_tree, realdata_path, source_of
 
 from pixi_pack.errors import ArchiveError, PixiPackError
-from pixi_pack.formats.package import iter_payload, link_stays_inside, normalize_member_path, read_info
+from pixi_pack.formats.package import (
+    WHOLE_FILE_LIMIT,
+    iter_payload,
+    link_stays_inside,
+    normalize_member_path,
+    read_info,
+)
 from pixi_pack.install.link import install_packages
 
 PLATFORM = "linux-64"
@@ -91,16 +97,24 @@ def write_tar_bz2(
     return path
 
 
-def listed(members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> list[dict[str, Any]]:
-    """``info/paths.json`` entries for every member with a usable name, so the installer writes it."""
+def listed(
+    members: Sequence[tuple[tarfile.TarInfo, bytes | None]], *, hashed: bool = True
+) -> list[dict[str, Any]]:
+    """``info/paths.json`` entries for every member with a usable name, so the installer writes it.
+
+    A file's entry has its sha256 and size, as conda-build writes them (``hashed``), or neither: the
+    installer takes a different way for each, and both must refuse the same members."""
     entries = []
-    for info, _ in members:
+    for info, data in members:
         try:
             path = normalize_member_path(info.name)
         except ValueError:
             continue
         kind = "softlink" if info.issym() else "directory" if info.isdir() else "hardlink"
-        entries.append({"_path": path, "path_type": kind})
+        entry: dict[str, Any] = {"_path": path, "path_type": kind}
+        if hashed and kind == "hardlink" and data is not None and info.isfile():
+            entry.update(sha256=hashlib.sha256(data).hexdigest(), size_in_bytes=len(data))
+        entries.append(entry)
     return entries
 
 
@@ -280,10 +294,21 @@ HOSTILE = [
         [member("lib", None, type=tarfile.SYMTYPE, linkname="../outside"), member("lib/pwned")],
         "it lists lib/pwned inside lib, which is a symlink",
     ),
+    (
+        "a file where a folder is listed",
+        [member("lib"), member("lib/x")],
+        "it lists lib/x inside lib, which is a regular file",
+    ),
+    ("a file twice", [member("lib/a", b"1"), member("lib/a", b"1")], "it holds lib/a twice"),
+    (
+        "a file after a hard link of the same path",
+        [member("b"), member("a", None, type=tarfile.LNKTYPE, linkname="b"), member("a")],
+        "it holds a twice",
+    ),
 ]
 
 
-@pytest.mark.parametrize("listing", ["paths.json", "info/files"])
+@pytest.mark.parametrize("listing", ["paths.json", "paths.json without sha256", "info/files"])
 @pytest.mark.parametrize("fmt", ["conda", "tar.bz2"])
 @pytest.mark.parametrize(("label", "members", "message"), HOSTILE, ids=[h[0] for h in HOSTILE])
 def test_hostile_member_is_refused_and_nothing_is_left(
@@ -296,8 +321,8 @@ def test_hostile_member_is_refused_and_nothing_is_left(
 ) -> None:
     """Every member with a usable name is listed, so the installer would write it if it let it through."""
     payload = [member("good/first.txt", b"fine"), *members]
-    entries = listed(payload)
-    paths = entries if listing == "paths.json" else None
+    entries = listed(payload, hashed=listing == "paths.json")
+    paths = entries if listing.startswith("paths.json") else None
     files = [e["_path"] for e in entries] if listing == "info/files" else None
     write = write_conda if fmt == "conda" else write_tar_bz2
     path = write(tmp_path / f"evil-1-0.{fmt}", payload, paths=paths, files=files)
@@ -364,8 +389,11 @@ def test_existing_destination_is_left_as_it_was(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
-def test_paths_json_symlink_but_regular_file(tmp_path: Path) -> None:
-    paths = [{"_path": "lib/libz.so", "path_type": "softlink"}]
+@pytest.mark.parametrize("hashed", [False, True])
+def test_paths_json_symlink_but_regular_file(tmp_path: Path, hashed: bool) -> None:
+    paths: list[dict[str, Any]] = [{"_path": "lib/libz.so", "path_type": "softlink"}]
+    if hashed:
+        paths[0].update(sha256=hashlib.sha256(b"").hexdigest(), size_in_bytes=0)
     path = write_tar_bz2(tmp_path / "evil-1-0.tar.bz2", [member("lib/libz.so", b"")], paths=paths)
     with pytest.raises(
         ArchiveError, match=re.escape("says lib/libz.so is a symlink but the archive holds a regular file")
@@ -382,9 +410,10 @@ def test_paths_json_lists_missing_file(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_member_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hashed", [False, True])
+def test_member_twice(tmp_path: Path, hashed: bool) -> None:
     payload = [member("lib/a", b"1"), member("lib/a", b"2")]
-    path = write_conda(tmp_path / "evil-1-0.conda", payload, paths=listed(payload)[:1])
+    path = write_conda(tmp_path / "evil-1-0.conda", payload, paths=listed(payload, hashed=hashed)[:1])
     with pytest.raises(ArchiveError, match="it holds lib/a twice"):
         install(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -518,3 +547,64 @@ def test_conda_packages_install_correctly_in_parallel(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(install_all, range(4)))
+
+
+def _paths_data(build_dir: Path) -> dict[str, dict[str, Any]]:
+    record = json.loads((build_dir / "conda-meta" / "evil-1-0.json").read_text())
+    return {item["_path"]: item for item in record["paths_data"]["paths"]}
+
+
+@pytest.mark.parametrize("hashed", [False, True])
+def test_a_member_not_listed_is_not_installed(tmp_path: Path, hashed: bool) -> None:
+    """As rattler: only what info/paths.json lists is written."""
+    listed_one, extra = member("lib/a", b"1"), member("lib/extra", b"2")
+    path = write_conda(
+        tmp_path / "evil-1-0.conda", [listed_one, extra], paths=listed([listed_one], hashed=hashed)
+    )
+    install(path, tmp_path / "out")
+    assert tree(tmp_path / "out") == ["lib", "lib/a"]
+    assert list(_paths_data(tmp_path / "out")) == ["lib/a"]
+
+
+def test_a_file_listed_without_sha256_records_the_written_bytes_hash(tmp_path: Path) -> None:
+    payload = [member("lib/a", b"content"), member("lib/b", b"other")]
+    paths = listed(payload)
+    del paths[0]["sha256"]
+    path = write_conda(tmp_path / "evil-1-0.conda", payload, paths=paths)
+    install(path, tmp_path / "out")
+    items = _paths_data(tmp_path / "out")
+    assert "sha256" not in items["lib/a"]
+    assert items["lib/a"]["sha256_in_prefix"] == hashlib.sha256(b"content").hexdigest()
+    assert items["lib/b"]["sha256"] == hashlib.sha256(b"other").hexdigest()
+    assert "sha256_in_prefix" not in items["lib/b"]
+
+
+def test_a_symlink_listed_as_a_file_is_installed_as_the_symlink(tmp_path: Path) -> None:
+    """The archive says what a member is; paths.json's ``hardlink`` for a symlink is kept in conda-meta."""
+    target = member("lib/a", b"1")
+    link = member("lib/b", None, type=tarfile.SYMTYPE, linkname="a")
+    paths = [
+        *listed([target]),
+        {"_path": "lib/b", "path_type": "hardlink", "sha256": "0" * 64},
+    ]
+    path = write_conda(tmp_path / "evil-1-0.conda", [target, link], paths=paths)
+    install(path, tmp_path / "out")
+    assert (tmp_path / "out" / "lib" / "b").is_symlink()
+    assert _paths_data(tmp_path / "out")["lib/b"]["path_type"] == "hardlink"
+
+
+def test_a_file_bigger_than_a_read_is_written_whole(tmp_path: Path) -> None:
+    """Past WHOLE_FILE_LIMIT a member is streamed, not read into memory: the file and its record are the same."""
+    data = random.Random(3).randbytes(WHOLE_FILE_LIMIT + 12345)
+    payload = [member("lib/big", data, size=len(data)), member("lib/small", b"s")]
+    for hashed in (True, False):
+        out = tmp_path / f"out-{hashed}"
+        (tmp_path / f"{hashed}").mkdir()
+        path = write_conda(
+            tmp_path / f"{hashed}" / "evil-1-0.conda", payload, paths=listed(payload, hashed=hashed)
+        )
+        install(path, out)
+        assert (out / "lib" / "big").read_bytes() == data
+        item = _paths_data(out)["lib/big"]
+        assert item["size_in_bytes"] == len(data)
+        assert item.get("sha256", item.get("sha256_in_prefix")) == hashlib.sha256(data).hexdigest()

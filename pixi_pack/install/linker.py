@@ -106,8 +106,35 @@ class PackageLinker:
 
     def _stream_payload(self) -> None:
         """Write the members as they stream past; hard links and ``no_link`` symlinks are deferred."""
+        # The common member, a small verbatim file at its own place, is written here without the
+        # general path's calls (it runs once per file); anything else takes _member. Both make the same
+        # checks: the fast lane only takes a member that passes each of them.
+        by_path, written, deferred, file_meta = self._by_path, self._written, self._deferred, self._file_meta
+        listed_inside, moved, write = self._listed_inside, self._plan.moved, self._target.writer.write
+        at_own_path = self._plan.python is None  # not a noarch python package, whose paths are mapped
         with self._payload() as members:
             for member, data in members:
+                path = member.path
+                entry = by_path.get(path)
+                if (
+                    at_own_path
+                    and entry is not None
+                    and type(data) is bytes
+                    and entry.placeholder is None
+                    and entry.sha256 is not None
+                    and entry.path_type == "hardlink"
+                    and (entry.size is None or entry.size == member.size)
+                    and path not in written
+                    and path not in deferred
+                    and path not in listed_inside
+                    and path not in moved
+                ):
+                    mode, mtime = member.mode, member.mtime
+                    file_meta[path] = (mode, mtime)
+                    write(path, data, mode, mtime)
+                    size = entry.size if entry.size is not None else len(data)
+                    written[path] = WrittenPath(entry, path, "hardlink", entry.sha256, None, size)
+                    continue
                 self._member(member, data)
         missing = sorted(set(self._by_path) - set(self._written) - set(self._deferred))
         if missing:
