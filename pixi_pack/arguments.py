@@ -10,9 +10,8 @@ import argparse
 from pathlib import Path
 
 from pixi_pack import __version__
-from pixi_pack.install.activate import SHELLS, default_shell
 from pixi_pack.models import DEFAULT_ENV_NAME, DEFAULT_OUTPUT_FILE
-from pixi_pack.platforms import current_subdir
+from pixi_pack.platforms import SHELLS, current_subdir, default_shell
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:

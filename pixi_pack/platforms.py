@@ -218,3 +218,27 @@ def glibc_version() -> tuple[int, int] | None:
         return int(parts[0]), int(parts[1])
     except (IndexError, ValueError):
         return None
+
+
+# --- activation shells -----------------------------------------------------------------------------
+
+#: Shell name -> (script extension, flavour of script); the names upstream's ``--shell`` accepts too.
+SHELLS = {
+    "bash": ("sh", "posix"),
+    "zsh": ("sh", "posix"),
+    "sh": ("sh", "posix"),
+    "dash": ("sh", "posix"),
+    "ksh": ("sh", "posix"),
+    "fish": ("fish", "fish"),
+    "cmd": ("bat", "cmd"),
+    "powershell": ("ps1", "powershell"),
+    "pwsh": ("ps1", "powershell"),
+    "xonsh": ("xsh", "xonsh"),
+    "nushell": ("nu", "nushell"),
+    "nu": ("nu", "nushell"),
+}
+
+
+def default_shell(platform: str) -> str:
+    """rattler_shell's default: cmd.exe on Windows, bash elsewhere."""
+    return "cmd" if is_windows(platform) else "bash"

@@ -22,25 +22,10 @@ from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from pixi_pack.errors import PixiPackError
 from pixi_pack.formats.activation import CarriedActivation, parse_activation_json
 from pixi_pack.io import tempfiles
-from pixi_pack.platforms import is_windows, path_entries
+from pixi_pack.platforms import SHELLS, default_shell, is_windows, path_entries
 
 logger = logging.getLogger("pixi_pack")
 
-#: Shell name -> (script extension, flavour of script); the names upstream's ``--shell`` accepts too.
-SHELLS = {
-    "bash": ("sh", "posix"),
-    "zsh": ("sh", "posix"),
-    "sh": ("sh", "posix"),
-    "dash": ("sh", "posix"),
-    "ksh": ("sh", "posix"),
-    "fish": ("fish", "fish"),
-    "cmd": ("bat", "cmd"),
-    "powershell": ("ps1", "powershell"),
-    "pwsh": ("ps1", "powershell"),
-    "xonsh": ("xsh", "xonsh"),
-    "nushell": ("nu", "nushell"),
-    "nu": ("nu", "nushell"),
-}
 _SAFE_SH = re.compile(r"[A-Za-z0-9_@%+=:,./-]+\Z")
 _VAR_NAME = re.compile(r"[^\x00-\x1f\x7f=]+\Z")
 
@@ -58,11 +43,6 @@ class Activation:
     """The packages' activate.d scripts, then the manifest's (``[activation] scripts``)."""
     late_env_vars: tuple[tuple[str, str], ...] = ()
     """The manifest's ``[activation] env``, set after every script, as pixi does."""
-
-
-def default_shell(platform: str) -> str:
-    """rattler_shell's default: cmd.exe on Windows, bash elsewhere."""
-    return "cmd" if is_windows(platform) else "bash"
 
 
 def write_activation_script(output_dir: Path, prefix: Path, platform: str, shell: str | None) -> Path:
