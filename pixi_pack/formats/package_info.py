@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from pixi_pack.errors import ArchiveError
 from pixi_pack.formats.package import PackageInfo, invalid_package, normalize_member_path, read_info
-from pixi_pack.formats.paths_bulk import PATH_TYPE_SET, PATH_TYPES, all_clean, plain_fields
+from pixi_pack.formats.paths_bulk import PATH_TYPES, plain_fields, typed_paths
 from pixi_pack.formats.records import RecordError, check_index, check_sha256, check_size
 from pixi_pack.io.zstd import Decompressor
 from pixi_pack.models import PackageSource
@@ -228,18 +228,11 @@ def _paths_list(document: object, file_name: str) -> list[object]:
 def _listed_file_paths(items: list[object], file_name: str) -> str:
     """The NUL-joined paths of the entries that are not folders, each path and type checked as
     :func:`_typed_path` checks them: in bulk when every path is already clean, else entry by entry."""
-    try:
-        paths = [item["_path"] for item in items]  # type: ignore[index]
-        kinds = [item.get("path_type", "hardlink") for item in items]  # type: ignore[attr-defined]
-        joined = "\0".join(paths)
-        typed = PATH_TYPE_SET.issuperset(kinds)
-    except (TypeError, KeyError, AttributeError):
-        typed = False
-    if typed and all_clean(joined, len(paths)):
-        return (
-            joined
-            if "directory" not in kinds
-            else "\0".join(p for p, k in zip(paths, kinds) if k != "directory")
+    typed = typed_paths(items)
+    if typed is not None:
+        paths, kinds = typed
+        return "\0".join(
+            paths if "directory" not in kinds else (p for p, k in zip(paths, kinds) if k != "directory")
         )
     checked = (_typed_path(item, i, file_name) for i, item in enumerate(items))
     return "\0".join(path for path, kind in checked if kind != "directory")

@@ -30,24 +30,34 @@ def all_clean(joined: str, count: int) -> bool:
 _UNCLEAN_PARTS = ("\0\0", "..", "\\", "//", "/./", "\0/", "\0.", "/\0", ".\0", ":")
 
 
+def typed_paths(items: Sequence[object]) -> tuple[list[str], list[str]] | None:
+    """The paths and types of the entries, when every entry is an object with a clean path and a known
+    type (checked over all the entries at once)."""
+    fields = _fields(items, _PLAIN_FIELDS[:2])
+    if fields is None:
+        return None
+    paths, kinds = fields
+    try:
+        clean = PATH_TYPE_SET.issuperset(kinds) and all_clean("\0".join(paths), len(paths))
+    except TypeError:  # a path that is not a string, or a type that cannot be hashed
+        return None
+    return (paths, kinds) if clean else None
+
+
 def plain_fields(
     items: Sequence[object],
 ) -> tuple[list[str], list[str], list[str | None], list[int | None]] | None:
     """The paths, types, sha256s and sizes of the entries, when every entry is plain: a clean path, a
     known type, a lower-case sha256 or none, a size or none, no ``prefix_placeholder`` and ``no_link``
     false or absent. Each field is checked over all the entries at once."""
-    try:
-        fields = [list(map(_get, items, repeat(key), repeat(default))) for key, default in _PLAIN_FIELDS]
-    except TypeError:  # an entry that is not an object
+    typed = typed_paths(items)
+    fields = _fields(items, _PLAIN_FIELDS[2:]) if typed is not None else None
+    if typed is None or fields is None:
         return None
-    paths, kinds, hashes, sizes, placeholders, no_links = fields
-    try:
-        clean = PATH_TYPE_SET.issuperset(kinds) and all_clean("\0".join(paths), len(paths))
-    except TypeError:  # a path that is not a string, or a type that cannot be hashed
-        return None
+    paths, kinds = typed
+    hashes, sizes, placeholders, no_links = fields
     if (
-        not clean
-        or set(map(type, placeholders)) != _NONE_TYPE
+        set(map(type, placeholders)) != _NONE_TYPE
         or set(map(type, no_links)) != _BOOL_TYPE
         or any(no_links)
         or not set(map(type, sizes)) <= _SIZE_TYPES
@@ -56,6 +66,14 @@ def plain_fields(
     ):
         return None
     return paths, kinds, hashes, sizes
+
+
+def _fields(items: Sequence[object], keys: Sequence[tuple[str, object]]) -> list[list[Any]] | None:
+    """Each ``(key, default)``'s values over the entries, or None if an entry is not an object."""
+    try:
+        return [list(map(_get, items, repeat(key), repeat(default))) for key, default in keys]
+    except TypeError:
+        return None
 
 
 def _lower_sha256s(hashes: list[Any]) -> bool:
