@@ -338,8 +338,9 @@ def conda_package(
     subdir from the URL, ``noarch``, ``platform`` and ``arch`` from the subdir. ``source`` names the
     record in errors (default: the lockfile and the location).
     """
-    where = source or f"lockfile record for {redacted_url(location)}"
-    named = source or f"{lockfile_dir / LOCKFILE_NAME}: the package {redacted_url(location)}"
+    shown = redacted_url(location)
+    where = source or f"lockfile record for {shown}"
+    named = source or f"{lockfile_dir / LOCKFILE_NAME}: the package {shown}"
     try:
         _check_url(location)
     except RecordError as exc:
