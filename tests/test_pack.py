@@ -137,6 +137,40 @@ def test_stdout_output_via_real_entry_point(tmp_path: Path, served_channel: str,
     assert b"downloaded 3/3 packages" in result.stderr
 
 
+#: What a plain pack never needs, so its start-up does not import it: the installer, and the package
+#: readers (only ``--create-sbom`` reads a pack back).
+_NOT_ON_A_PACKS_PATH = ("pixi_pack.install", "pixi_pack.formats.listing", "pixi_pack.formats.package_info")
+
+
+def _modules_of_a_pack(argv: list[str]) -> list[str]:
+    """The pixi_pack modules a fresh interpreter has imported once ``pixi-pack ARGV`` is done."""
+    script = (
+        "import sys\n"
+        "from pixi_pack.cli import pack_main\n"
+        "assert pack_main(sys.argv[1:]) == 0\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('pixi_pack')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_a_plain_pack_imports_neither_the_installer_nor_the_package_readers(
+    tmp_path: Path, served_channel: str, channel: Channel
+) -> None:
+    project = _project(tmp_path, served_channel, list(channel.packages.values()))
+    plain = _modules_of_a_pack([str(project), "-p", "linux-64", "-o", str(tmp_path / "a.tar"), "-q"])
+    assert "pixi_pack.pack.fetch" in plain  # the check sees the modules of a pack
+    assert [m for m in plain if m.startswith(_NOT_ON_A_PACKS_PATH)] == []
+    sbom = ["--sbom", str(tmp_path / "sbom.json")]
+    with_sbom = _modules_of_a_pack(
+        [str(project), "-p", "linux-64", "-o", str(tmp_path / "b.tar"), "-q", *sbom]
+    )
+    assert "pixi_pack.formats.listing" in with_sbom
+
+
 def test_library_pack_writes_to_the_stream_it_is_given(
     tmp_path: Path, served_channel: str, channel: Channel
 ) -> None:

@@ -7,12 +7,11 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from pixi_pack.errors import EnvironmentNotFoundError, LockfileError, PixiPackError
 from pixi_pack.formats.archive import PackReader, write_tar
 from pixi_pack.formats.channel import normalize_project_name
-from pixi_pack.formats.listing import Listing, read_listing
 from pixi_pack.io import tempfiles
 from pixi_pack.lock.lockfile import find_lockfile, load_lockfile, platform_subdir, select_environment
 from pixi_pack.lock.manifest import Manifest, load_manifest, unlocked
@@ -30,6 +29,9 @@ from pixi_pack.pack.selfextract import (
 )
 from pixi_pack.platforms import is_windows
 from pixi_pack.progress import human_bytes
+
+if TYPE_CHECKING:
+    from pixi_pack.formats.listing import Listing
 
 logger = logging.getLogger("pixi_pack")
 
@@ -93,11 +95,11 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
             if options.output is not None and _in_place(options, form):
                 write_in_place(contents, options.output, pyz=pyz, form=form)
                 if options.list_contents:
-                    listing = read_listing(_reader_of(options.output, pyz))
+                    listing = _read_back(_reader_of(options.output, pyz))
             else:
                 contents.stage()
                 if options.list_contents:
-                    listing = read_listing(PackReader(staging))
+                    listing = _read_back(PackReader(staging))
                 _write_output(staging, options, form=form, pyz=pyz, stdout=stdout)
         finally:
             fetcher.close()
@@ -107,6 +109,14 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return listing
+
+
+def _read_back(reader: PackReader) -> Listing:
+    """What the pack just written holds (for ``--create-sbom``). Imported here: only an SBOM reads a
+    pack back, so the package readers stay off every other pack's start-up."""
+    from pixi_pack.formats.listing import read_listing
+
+    return read_listing(reader)
 
 
 def _reader_of(output: Path, pyz: Path | None) -> PackReader:
