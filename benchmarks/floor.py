@@ -4,8 +4,8 @@ Two items of ``run.py``:
 
 - ``ctools``: ``pixi-unpack`` against ``ctools_floor.sh`` (unzip | zstd | tar and tar -xjf, two packages
   at a time) on the corpus and on synthetic environments of 10,000 and 100,000 files of 2 KiB in 100
-  packages, on disk and on tmpfs; on tmpfs also ``python_floor.py`` (the same files written by bare
-  Python, no checks) against the C tools; ``strace -c -f`` of one run of each side on the 100,000-file
+  packages, on disk and on tmpfs, and ``python_floor.py`` (the same files written by bare Python, no
+  checks) against the same C-tool runs; ``strace -c -f`` of one run of each side on the 100,000-file
   env (syscalls per file); pixi-unpack's peak RSS at 10,000 and 100,000 files.
 - ``huge``: a 5 GB pack (the 1.16 GB set plus 16 packages of 256 MB random bytes) against the 1.16 GB
   pack, interleaved: seconds per GB of ``pixi-unpack`` and of ``environment.sh``, and their peak RSS.
@@ -29,7 +29,20 @@ from typing import Any
 import _testlib  # noqa: F401  (tests/ on sys.path)
 import corpus
 from builders import BuiltPackage, File, FileSpec, build_package  # type: ignore[import-not-found,unused-ignore]
-from harness import BIN, HERE, TMPFS, WORK, Row, Sample, interleave, median, peak_rss, ratio_row, run_process
+from harness import (
+    BIN,
+    HERE,
+    TMPFS,
+    WORK,
+    Row,
+    Sample,
+    interleave,
+    interleave_many,
+    median,
+    peak_rss,
+    ratio_row,
+    run_process,
+)
 from lockfiles import conda_at, write_lock  # type: ignore[import-not-found,unused-ignore]
 
 SYNTHETIC = corpus.CACHE / "synthetic"
@@ -157,8 +170,8 @@ def bench_ctools(
             return run_process([BIN / "python", PYTHON_FLOOR, folder / "env", *archives])
 
         for place, where in places:
-            log(f"C tools vs pixi-unpack, {label}, {place} ({runs} runs each)")
-            references, subjects = interleave(runs, floor, unpack, where)
+            log(f"C tools vs pixi-unpack vs bare Python, {label}, {place} ({runs} runs each)")
+            references, (subjects, bared) = interleave_many(runs, floor, [unpack, bare], where)
             row = ratio_row(
                 f"unpack vs C tools, {label} ({place})", "pixi-unpack", "C tools", references, subjects, 0.85
             )
@@ -166,22 +179,15 @@ def bench_ctools(
             row.data["per_file_us"] = {
                 "pixi-unpack": round(median(subjects) / files * 1e6, 1),
                 "C tools": round(median(references) / files * 1e6, 1),
+                "bare Python": round(median(bared) / files * 1e6, 1),
             }
             rows.append(row)
             if place == "disk" and label != "corpus":
                 rss[files] = peak_rss(subjects)
-            if place == "tmpfs":
-                log(f"C tools vs bare Python, {label}, {place} ({runs} runs each)")
-                references, subjects = interleave(runs, floor, bare, where)
-                row = ratio_row(
-                    f"bare Python vs C tools, {label} ({place})",
-                    "bare Python",
-                    "C tools",
-                    references,
-                    subjects,
-                    1,
-                )
-                rows.append(replace(row, target="-", ok=None))
+            row = ratio_row(
+                f"bare Python vs C tools, {label} ({place})", "bare Python", "C tools", references, bared, 1
+            )
+            rows.append(replace(row, target="-", ok=None))
     shutil.rmtree(TMPFS, ignore_errors=True)
     small, large = SYNTHETIC_SIZES
     rows.append(

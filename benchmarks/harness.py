@@ -134,17 +134,26 @@ def interleave(
 ) -> tuple[list[Sample], list[Sample]]:
     """``runs`` timed repetitions of each, alternating which goes first (ABBA), after a warm-up of each;
     every repetition gets a fresh folder under ``base``."""
-    for measure in (reference, subject):
+    references, (subjects,) = interleave_many(runs, reference, [subject], base)
+    return references, subjects
+
+
+def interleave_many(
+    runs: int, reference: Measure, subjects: Sequence[Measure], base: Path | None = None
+) -> tuple[list[Sample], list[list[Sample]]]:
+    """:func:`interleave` of a reference and several subjects, all measured against the same
+    reference samples: each repetition runs them all, in an order rotated by one every time."""
+    measures = [reference, *subjects]
+    for measure in measures:
         with scratch(base) as folder:
             measure(folder)
-    references: list[Sample] = []
-    subjects: list[Sample] = []
+    samples: list[list[Sample]] = [[] for _ in measures]
     for index in range(runs):
-        order = [(reference, references), (subject, subjects)]
-        for measure, samples in order if index % 2 == 0 else reversed(order):
+        turn = index % len(measures)
+        for which in [*range(turn, len(measures)), *range(turn)]:
             with scratch(base) as folder:
-                samples.append(measure(folder))
-    return references, subjects
+                samples[which].append(measures[which](folder))
+    return samples[0], samples[1:]
 
 
 def ratio_row(
