@@ -49,11 +49,7 @@ def extract(job: tuple[str, str]) -> None:
             Path(folder).mkdir(parents=True, exist_ok=True)
             made.add(folder)
         if entry.type == REGULAR:
-            try:
-                fd = os.open(target, _FLAGS, entry.mode & 0o777)
-            except FileExistsError:  # another .tar.bz2's info/ file: tar replaces it too
-                Path(target).unlink()
-                fd = os.open(target, _FLAGS, entry.mode & 0o777)
+            fd = _create(target, entry.mode & 0o777)
             while chunk := tar.read(_CHUNK):
                 view = memoryview(chunk)
                 while view:
@@ -64,6 +60,16 @@ def extract(job: tuple[str, str]) -> None:
             Path(target).symlink_to(entry.linkname)
         elif entry.type == HARDLINK:
             os.link(f"{prefix}/{entry.linkname}", target)
+
+
+def _create(target: str, mode: int) -> int:
+    """A new file at ``target``. Another ``.tar.bz2``'s ``info/`` file may be there, which tar replaces
+    too; the other process may be replacing it at the same moment, so this tries until it wins."""
+    while True:
+        try:
+            return os.open(target, _FLAGS, mode)
+        except FileExistsError:
+            Path(target).unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:
