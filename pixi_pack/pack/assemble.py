@@ -112,7 +112,7 @@ def pack(options: PackOptions, *, stdout: BinaryIO | None = None) -> Listing | N
 
 
 def _read_back(reader: PackReader) -> Listing:
-    """What the pack just written holds (for ``--create-sbom``). Imported here: only an SBOM reads a
+    """What the pack just written holds (for ``--sbom``). Imported here: only an SBOM reads a
     pack back, so the package readers stay off every other pack's start-up."""
     from pixi_pack.formats.listing import read_listing
 
