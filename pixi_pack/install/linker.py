@@ -106,11 +106,11 @@ class PackageLinker:
 
     def _stream_payload(self) -> None:
         """Write the members as they stream past; hard links and ``no_link`` symlinks are deferred."""
-        # The common member, a small verbatim file at its own place, is written here without the
-        # general path's calls (it runs once per file); anything else takes _member. Both make the same
-        # checks: the fast lane only takes a member that passes each of them.
+        # The common member, a small verbatim file at its own place, goes straight to write_file, without
+        # the general path's other calls (it runs once per file); anything else takes _member. Both make
+        # the same checks: the fast lane only takes a member that passes each of them.
         by_path, written, deferred, file_meta = self._by_path, self._written, self._deferred, self._file_meta
-        listed_inside, moved, write = self._listed_inside, self._plan.moved, self._target.writer.write
+        listed_inside, moved, writer = self._listed_inside, self._plan.moved, self._target.writer
         at_own_path = self._plan.python is None  # not a noarch python package, whose paths are mapped
         with self._payload() as members:
             for member, data in members:
@@ -129,11 +129,8 @@ class PackageLinker:
                     and path not in listed_inside
                     and path not in moved
                 ):
-                    mode, mtime = member.mode, member.mtime
-                    file_meta[path] = (mode, mtime)
-                    write(path, data, mode, mtime)
-                    size = entry.size if entry.size is not None else len(data)
-                    written[path] = WrittenPath(entry, path, "hardlink", entry.sha256, None, size)
+                    file_meta[path] = (member.mode, member.mtime)
+                    written[path] = write_file(writer, member, entry, path, data)
                     continue
                 self._member(member, data)
         missing = sorted(set(self._by_path) - set(self._written) - set(self._deferred))
