@@ -13,10 +13,10 @@ from itertools import repeat
 from typing import Any
 
 PATH_TYPES = ("hardlink", "softlink", "directory")
-PATH_TYPE_SET = frozenset(PATH_TYPES)
+_PATH_TYPE_SET = frozenset(PATH_TYPES)
 
 
-def all_clean(joined: str, count: int) -> bool:
+def _all_clean(joined: str, count: int) -> bool:
     """Whether each of the ``count`` NUL-joined paths is one that
     :func:`~pixi_pack.formats.package.normalize_member_path` keeps as it is (no empty, absolute,
     ``.``/``..``, ``//`` or backslash path, no NUL), tested on the whole string at once. ``:`` anywhere
@@ -38,7 +38,7 @@ def typed_paths(items: Sequence[object]) -> tuple[list[str], list[str]] | None:
         return None
     paths, kinds = fields
     try:
-        clean = PATH_TYPE_SET.issuperset(kinds) and all_clean("\0".join(paths), len(paths))
+        clean = _PATH_TYPE_SET.issuperset(kinds) and _all_clean("\0".join(paths), len(paths))
     except TypeError:  # a path that is not a string, or a type that cannot be hashed
         return None
     return (paths, kinds) if clean else None
